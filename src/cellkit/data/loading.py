@@ -1,0 +1,439 @@
+"""Read datasets: a folder of class sub-folders, an ``.npz`` file, or the bundled sample.
+
+Layouts
+    * **Folder** (the PBC layout): ``ROOT/<class name>/<image>``, images in
+      ``.jpg/.jpeg/.png/.tif/.tiff/.bmp``. Classes are the sub-folders in sorted order
+      (or ``class_names`` to fix another order). Hidden files are ignored.
+    * **npz** (the course dataset's layout): an ``images`` array ``(n, h, w, 3)`` uint8 and
+      optional ``labels`` (``(n,)`` or ``(n, 1)`` integers, or one-hot ``(n, k)``),
+      ``class_names`` and ``ids``. Always read with ``allow_pickle=False``.
+    * ``"sample"``: 60 images per class from PBC, bundled in the package.
+
+Policy for images that are not 8-bit RGB (documented, explicit): by default a grayscale,
+RGBA or 16-bit file is *refused* — reported as a problem and left out. With
+``convert=True`` grayscale is replicated to three channels, the alpha channel is dropped and
+16-bit values are scaled to 8 bits (``v >> 8``). Images whose size differs from the first
+image's are refused unless ``size=(h, w)`` asks for every image to be resized (area
+interpolation).
+
+One bad file never loses the others: unreadable, truncated or refused files are recorded in
+``Dataset.problems`` (path and reason) and a :class:`DataWarning` is issued; with
+``strict=True`` the first one raises :class:`~cellkit.errors.DataError` instead.
+
+Example:
+    >>> import cellkit
+    >>> ds = cellkit.load("sample")
+    >>> ds.images.shape, ds.class_names[0]
+    ((480, 96, 96, 3), 'basophil')
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cellkit._io import atomic_save_npz
+from cellkit._progress import progress
+from cellkit.data.dataset import Dataset
+from cellkit.errors import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DataWarning",
+    "FolderIndex",
+    "index_folder",
+    "iter_batches",
+    "load",
+    "sample_path",
+    "save_npz",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+class DataWarning(UserWarning):
+    """Some files of a dataset were left out (see ``Dataset.problems``)."""
+
+
+def sample_path() -> Path:
+    """The folder of the bundled sample (60 PBC images per class, CC BY 4.0)."""
+    return Path(str(resources.files("cellkit.data") / "sample"))
+
+
+@dataclass(frozen=True)
+class FolderIndex:
+    """The files of a class-folder dataset, listed without decoding any image."""
+
+    root: Path
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def ids(self, start: int = 0, stop: int | None = None) -> list[str]:
+        return [f.relative_to(self.root).as_posix() for f in self.files[start:stop]]
+
+
+def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None = None) -> FolderIndex:
+    """List ``root/<class>/<image>`` files; raises :class:`DataError` on a bad layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("expected a folder with one sub-folder per class", path=root)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        loose = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        hint = f" (found {len(loose)} loose image files: put them in class sub-folders)" if loose else ""
+        raise DataError(f"no class sub-folders found{hint}", path=root)
+    if class_names is None:
+        names = tuple(found)
+    else:
+        names = tuple(class_names)
+        missing = [c for c in names if c not in found]
+        extra = [c for c in found if c not in names]
+        if missing or extra:
+            raise DataError(
+                f"class_names do not match the sub-folders: missing folders {missing}, unexpected folders {extra}",
+                path=root,
+            )
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(names):
+        folder = root / name
+        images = sorted(
+            p for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not images:
+            raise DataError(
+                f"class folder {name!r} holds no images (expected files ending in {', '.join(IMAGE_EXTENSIONS)})",
+                path=folder,
+            )
+        files.extend(images)
+        labels.extend([label] * len(images))
+    return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), names)
+
+
+_MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+}
+
+
+def _format_of(data: bytes) -> str | None:
+    return next((fmt for magic, fmt in _MAGIC.items() if data.startswith(magic)), None)
+
+
+def _is_truncated(data: bytes, fmt: str | None) -> bool:
+    """End-of-stream checks: OpenCV may return a half-decoded JPEG/PNG without error."""
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in data[-64:]
+    if fmt == "PNG":
+        return b"IEND" not in data[-16:]
+    return False
+
+
+def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarray | str:
+    """Decode one file to uint8 RGB ``(h, w, 3)``, or return the reason it was refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    if not data:
+        return "empty file"
+    fmt = _format_of(data)
+    if fmt is None:
+        return "not an image (no JPEG, PNG, TIFF or BMP signature)"
+    if _is_truncated(data, fmt):
+        return f"truncated or corrupt {fmt} (no end-of-image marker)"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return f"corrupt {fmt}: OpenCV cannot decode it"
+    if img.dtype == np.uint16:
+        if not convert:
+            return "16-bit image; expected 8-bit RGB (pass convert=True / --convert to scale to 8 bits)"
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        return f"unsupported pixel type {img.dtype}; expected 8-bit RGB"
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        if not convert:
+            return "grayscale image; expected RGB (pass convert=True / --convert to replicate the channel)"
+        img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        if not convert:
+            return "RGBA image; expected RGB (pass convert=True / --convert to drop the alpha channel)"
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        return f"{img.shape[2]}-channel image; expected RGB"
+    if size is not None and img.shape[:2] != size:
+        img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _decode_many(
+    paths: Sequence[Path], convert: bool, size: tuple[int, int] | None
+) -> list[np.ndarray | str]:
+    if len(paths) < 16:
+        return [_decode(p, convert, size) for p in paths]
+    with ThreadPoolExecutor(_DECODE_THREADS) as pool:  # cv2 releases the GIL while decoding
+        return list(pool.map(lambda p: _decode(p, convert, size), paths))
+
+
+def _report(problems: list[tuple[str, str]], strict: bool, where: str) -> None:
+    if not problems:
+        return
+    if strict:
+        path, reason = problems[0]
+        raise DataError(reason, path=path)
+    shown = "; ".join(f"{p}: {r}" for p, r in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    warnings.warn(
+        f"{where}: left out {len(problems)} file(s): {shown}{more}. See Dataset.problems.",
+        DataWarning,
+        stacklevel=3,
+    )
+
+
+def iter_batches(
+    path_or_name: str | os.PathLike[str],
+    batch_size: int = 1024,
+    *,
+    strict: bool = False,
+    convert: bool = False,
+    size: tuple[int, int] | None = None,
+    class_names: Sequence[str] | None = None,
+    quiet: bool = True,
+) -> Iterator[Dataset]:
+    """Yield the dataset in batches of at most ``batch_size`` images.
+
+    For a folder, only one batch of decoded images is in memory at a time, so peak memory
+    is bounded by the batch, not the dataset. Problems are reported per batch (each
+    batch's ``problems``). For an ``.npz`` the arrays are read once and sliced.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
+    root = _resolve(path_or_name)
+    if root.suffix.lower() == ".npz":
+        full = _load_npz(root, convert=convert, class_names=class_names)
+        for start in range(0, len(full), batch_size):
+            yield full.subset(np.arange(start, min(start + batch_size, len(full))))
+        return
+    index = index_folder(root, class_names)
+    expected = size
+    starts = range(0, len(index), batch_size)
+    for start in progress(starts, desc=f"reading {root.name}", total=len(starts), unit="batch", quiet=quiet):
+        batch = _read_files(index, start, min(start + batch_size, len(index)), convert, expected)
+        if expected is None and len(batch):
+            expected = batch.images.shape[1:3]
+        _report(list(batch.problems), strict, str(root))
+        yield batch
+
+
+def _read_files(
+    index: FolderIndex, start: int, stop: int, convert: bool, size: tuple[int, int] | None
+) -> Dataset:
+    paths = index.files[start:stop]
+    decoded = _decode_many(paths, convert, size)
+    problems: list[tuple[str, str]] = []
+    keep: list[int] = []
+    images: list[np.ndarray] = []
+    for i, (p, out) in enumerate(zip(paths, decoded, strict=True)):
+        if isinstance(out, str):
+            problems.append((str(p), out))
+            continue
+        if size is None:
+            size = out.shape[:2]
+        if out.shape[:2] != size:
+            problems.append(
+                (str(p), f"size {out.shape[1]}x{out.shape[0]} differs from {size[1]}x{size[0]} "
+                         "(pass size=(h, w) / --size to resize every image)")
+            )
+            continue
+        keep.append(i)
+        images.append(out)
+    h, w = size if size is not None else (0, 0)
+    arr = np.stack(images) if images else np.zeros((0, h, w, 3), np.uint8)
+    ids = index.ids(start, stop)
+    return Dataset(
+        images=arr,
+        labels=index.labels[start:stop][keep],
+        class_names=index.class_names,
+        ids=tuple(ids[i] for i in keep),
+        source=str(index.root),
+        problems=tuple(problems),
+    )
+
+
+def load(
+    path_or_name: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    convert: bool = False,
+    size: tuple[int, int] | None = None,
+    class_names: Sequence[str] | None = None,
+    quiet: bool = True,
+) -> Dataset:
+    """Load a whole dataset into memory: a class-folder tree, an ``.npz`` or ``"sample"``.
+
+    Args:
+        path_or_name: folder, ``.npz`` file, or ``"sample"`` for the bundled sample.
+        strict: raise on the first bad file instead of leaving it out with a warning.
+        convert: convert grayscale/RGBA/16-bit images to 8-bit RGB instead of refusing them.
+        size: ``(h, w)`` to resize every image to; default: all images must share one size.
+        class_names: class order (must match the sub-folders); default: sorted folder names.
+        quiet: no progress bar.
+
+    Raises:
+        DataError: the path does not exist or has the wrong layout, or (``strict``) a file
+            is bad. The message names the file and what was expected.
+    """
+    root = _resolve(path_or_name)
+    if root.suffix.lower() == ".npz":
+        return _load_npz(root, convert=convert, class_names=class_names)
+    index = index_folder(root, class_names)
+    parts = list(
+        iter_batches(root, 1024, strict=strict, convert=convert, size=size, class_names=class_names, quiet=quiet)
+    )
+    problems = tuple(p for part in parts for p in part.problems)
+    shapes = {part.images.shape[1:] for part in parts if len(part)}
+    if len(shapes) > 1:  # first-image size differed between batches: cannot happen, guarded anyway
+        raise DataError(f"images of several sizes {sorted(shapes)}; pass size=(h, w)", path=root)
+    kept = [part for part in parts if len(part)]
+    if not kept:
+        raise DataError(f"no readable images among {len(index)} files (first problem: {problems[0][1]})", path=root)
+    source = "sample" if str(path_or_name) == "sample" else str(root)
+    return Dataset(
+        images=np.concatenate([p.images for p in kept]),
+        labels=np.concatenate([p.labels for p in kept]),
+        class_names=index.class_names,
+        ids=tuple(i for p in kept for i in p.ids),
+        source=source,
+        problems=problems,
+    )
+
+
+def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
+    if str(path_or_name) == "sample":
+        return sample_path()
+    path = Path(path_or_name)
+    if not path.exists():
+        raise DataError("no such file or folder (expected a class-folder tree, an .npz file or 'sample')", path=path)
+    if path.is_file() and path.suffix.lower() != ".npz":
+        raise DataError("expected a folder of class sub-folders or an .npz file", path=path)
+    return path
+
+
+def _load_npz(path: Path, *, convert: bool, class_names: Sequence[str] | None) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(
+                "holds pickled (object) arrays, which cellkit never loads (allow_pickle=False); "
+                "save plain numeric/string arrays instead",
+                path=path,
+            ) from exc
+        raise DataError(f"not a readable .npz file: {exc}", path=path) from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"not a readable .npz file: {exc}", path=path) from exc
+    if "images" not in arrays:
+        raise DataError(f"expected an 'images' array; found {sorted(arrays)}", path=path)
+    images = _npz_images(arrays["images"], convert, path)
+    n = images.shape[0]
+    labels = None
+    if "labels" in arrays:
+        labels = _npz_labels(arrays["labels"], n, path)
+    names = tuple(class_names) if class_names is not None else tuple(str(c) for c in arrays.get("class_names", ()))
+    ids = tuple(str(i) for i in arrays["ids"]) if "ids" in arrays else ()
+    if ids and len(ids) != n:
+        raise DataError(f"'ids' has {len(ids)} entries for {n} images", path=path)
+    return Dataset(images=images, labels=labels, class_names=names, ids=ids, source=str(path))
+
+
+def _npz_images(images: np.ndarray, convert: bool, path: Path) -> np.ndarray:
+    if images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 1):
+        if not convert:
+            raise DataError(
+                f"'images' is grayscale {images.shape}; expected (n, h, w, 3) RGB "
+                "(pass convert=True / --convert to replicate the channel)",
+                path=path,
+            )
+        images = np.repeat(images.reshape(images.shape[:3] + (1,)), 3, axis=-1)
+    elif images.ndim == 4 and images.shape[-1] == 4:
+        if not convert:
+            raise DataError(
+                f"'images' is RGBA {images.shape}; expected (n, h, w, 3) RGB "
+                "(pass convert=True / --convert to drop the alpha channel)",
+                path=path,
+            )
+        images = images[..., :3]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise DataError(f"'images' has shape {images.shape}; expected (n, h, w, 3) RGB", path=path)
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == np.uint16 and convert:
+        return (images >> 8).astype(np.uint8)
+    if np.issubdtype(images.dtype, np.floating) and convert:
+        hi = float(np.nanmax(images)) if images.size else 0.0
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return np.clip(np.rint(images * scale), 0, 255).astype(np.uint8)
+    raise DataError(
+        f"'images' has dtype {images.dtype}; expected uint8 0-255 "
+        "(pass convert=True / --convert to scale float [0, 1] or [0, 255] and 16-bit data)",
+        path=path,
+    )
+
+
+def _npz_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    elif labels.ndim == 2 and labels.shape[0] == n and labels.shape[1] > 1:
+        if not np.all((labels == 0) | (labels == 1)) or not np.all(labels.sum(axis=1) == 1):
+            raise DataError(f"'labels' of shape {labels.shape} is not one-hot", path=path)
+        labels = labels.argmax(axis=1)
+    if labels.ndim != 1:
+        raise DataError(f"'labels' has shape {labels.shape}; expected ({n},) class indices", path=path)
+    if labels.shape[0] != n:
+        raise DataError(f"{labels.shape[0]} labels for {n} images; expected one label per image", path=path)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        else:
+            raise DataError(f"'labels' has dtype {labels.dtype}; expected integer class indices", path=path)
+    return labels.astype(np.int64)
+
+
+def save_npz(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``dataset`` to ``path`` (``.npz``) atomically, readable by :func:`load`.
+
+    Stores ``images``, ``labels`` (when present), ``class_names`` and ``ids`` as plain
+    arrays (no pickles).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise DataError("output file must end in .npz", path=path)
+    arrays: dict[str, np.ndarray] = {
+        "images": dataset.images,
+        "ids": np.asarray(dataset.ids, dtype=str),
+        "class_names": np.asarray(dataset.class_names, dtype=str),
+    }
+    if dataset.labels is not None:
+        arrays["labels"] = dataset.labels
+    atomic_save_npz(path, **arrays)
+    return path
