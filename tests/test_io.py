@@ -48,3 +48,14 @@ def test_montage_layout_and_png(tmp_path: Path) -> None:
     assert back is not None and back.shape[0] == grid.shape[0] + 28
     with pytest.raises(ValueError, match="one caption per image"):
         make_montage(imgs, ["a"])
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    atomic_write_text(tmp_path / "p.txt", "x")
+    mode = stat.S_IMODE((tmp_path / "p.txt").stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -51,6 +51,7 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
@@ -89,6 +90,12 @@ def atomic_save_npz(dest: str | os.PathLike[str], compressed: bool = True, **arr
     save: Callable[..., None] = np.savez_compressed if compressed else np.savez
     with atomic_writer(dest, "wb") as fh:
         save(fh, **arrays)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(obj: Any) -> Any:

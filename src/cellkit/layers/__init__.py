@@ -1,0 +1,37 @@
+"""Serializable Keras 3 high-pass filter layers (``keras.ops`` only; any backend).
+
+Fixed :class:`LaplacianFilter`, :class:`SobelMagnitude`, :class:`DifferenceOfGaussians` and
+a trainable zero-sum :class:`LearnableHighPass`, created by name with
+:func:`high_pass_layer`. They are registered under the ``"cellkit"`` package, so a saved
+``.keras`` model loads back with ``safe_mode=True`` once ``cellkit.layers`` is imported.
+
+Example:
+    >>> import keras
+    >>> from cellkit.layers import high_pass_layer
+    >>> inputs = keras.Input((96, 96, 3))
+    >>> high_pass_layer("laplacian", keep_input="concat")(inputs).shape
+    (None, 96, 96, 6)
+"""
+
+from cellkit.layers.factory import HIGH_PASS_LAYERS, high_pass_layer
+from cellkit.layers.high_pass import (
+    KEEP_INPUT,
+    MODES,
+    DifferenceOfGaussians,
+    HighPassFilter,
+    LaplacianFilter,
+    LearnableHighPass,
+    SobelMagnitude,
+)
+
+__all__ = [
+    "HIGH_PASS_LAYERS",
+    "KEEP_INPUT",
+    "MODES",
+    "DifferenceOfGaussians",
+    "HighPassFilter",
+    "LaplacianFilter",
+    "LearnableHighPass",
+    "SobelMagnitude",
+    "high_pass_layer",
+]
