@@ -1,0 +1,42 @@
+"""Training-time augmentation: Keras policy layers, CutMix/MixUp, label smoothing, the robust preset.
+
+Policies simulate only the corruption families of
+:data:`cellkit.corrupt.suite.AUGMENTATION_FAMILIES`, so that robustness measured on
+:data:`~cellkit.corrupt.suite.EVALUATION_FAMILIES` is measured on shifts the model never saw.
+
+Example:
+    >>> import keras
+    >>> from cellkit.augment import augmentation_layer
+    >>> inputs = keras.Input((96, 96, 3))
+    >>> x = augmentation_layer("light", seed=0)(inputs)
+    >>> outputs = keras.layers.Dense(8, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    >>> model = keras.Model(inputs, outputs)
+"""
+
+from cellkit.augment.layers import (
+    RandomApply,
+    RandomBlur,
+    RandomChannelGain,
+    RandomGaussianNoise,
+    RandomRot90,
+)
+from cellkit.augment.mix import MIX_METHODS, mix_batch, smooth_labels
+from cellkit.augment.policies import POLICIES, POLICY_FAMILIES, Augmentation, augmentation_layer
+from cellkit.augment.presets import ROBUST_PHASE_KEYS, ROBUST_PRESET
+
+__all__ = [
+    "MIX_METHODS",
+    "POLICIES",
+    "POLICY_FAMILIES",
+    "ROBUST_PHASE_KEYS",
+    "ROBUST_PRESET",
+    "Augmentation",
+    "RandomApply",
+    "RandomBlur",
+    "RandomChannelGain",
+    "RandomGaussianNoise",
+    "RandomRot90",
+    "augmentation_layer",
+    "mix_batch",
+    "smooth_labels",
+]

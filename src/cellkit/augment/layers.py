@@ -1,0 +1,186 @@
+"""Random augmentation layers Keras does not ship, in ``keras.ops`` only (TensorFlow, JAX, PyTorch).
+
+Every layer here is random only with ``training=True`` and the identity otherwise (the
+input is returned as it is), draws from a ``keras.random.SeedGenerator``, works on
+channels-last float images in the 0-255 range and is serializable
+(``register_keras_serializable(package="cellkit")``).
+
+* :class:`RandomRot90`: rotation by 0, 90, 180 or 270 degrees, drawn per image (square images).
+* :class:`RandomChannelGain`: per-image, per-channel gains ``1 + U(-delta, delta)`` (colour cast).
+* :class:`RandomBlur`: Gaussian blur of a per-image random sigma, reflected border
+  (``keras.layers.RandomGaussianBlur`` pads with zeros, which darkens the border).
+* :class:`RandomGaussianNoise`: additive noise of a per-image random standard deviation.
+* :class:`RandomApply`: applies a wrapped layer to a random subset of the batch (each image
+  with probability ``rate``), the RandAugment-style "maybe apply this op".
+
+Example:
+    >>> import numpy as np
+    >>> from cellkit.augment.layers import RandomRot90
+    >>> x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
+    >>> bool((np.asarray(RandomRot90(seed=1)(x, training=False)) == x).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = ["RandomApply", "RandomBlur", "RandomChannelGain", "RandomGaussianNoise", "RandomRot90"]
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number in [{low}, {high}]. Received: {name}={value!r}") from None
+    if not low <= v <= high:
+        raise ValueError(f"`{name}` must be in [{low}, {high}]. Received: {name}={value!r}")
+    return v
+
+
+class _RandomLayer(keras.layers.Layer):
+    """Base: a seed, a seed generator, identity unless ``training``; shape-preserving."""
+
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training: bool = False):  # noqa: ANN001, ANN201
+        if not training:
+            return inputs
+        return self.augment(ops.cast(inputs, self.compute_dtype))
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _batch_size(images):  # noqa: ANN001, ANN202
+    return ops.shape(images)[0]
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomRot90(_RandomLayer):
+    """Rotate each image by a random multiple of 90 degrees (square images only)."""
+
+    def build(self, input_shape: tuple) -> None:
+        h, w = input_shape[-3], input_shape[-2]
+        if h is not None and w is not None and h != w:
+            raise ValueError(f"RandomRot90 needs square images. Received: input_shape={tuple(input_shape)}")
+        self.built = True
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        k = keras.random.randint((_batch_size(images), 1, 1, 1), 0, 4, seed=self.seed_generator)
+        transposed = ops.transpose(images, (0, 2, 1, 3))
+        r90 = ops.flip(transposed, axis=1)
+        r180 = ops.flip(ops.flip(images, axis=1), axis=2)
+        r270 = ops.flip(transposed, axis=2)
+        return ops.where(k == 0, images, ops.where(k == 1, r90, ops.where(k == 2, r180, r270)))
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomChannelGain(_RandomLayer):
+    """Multiply each channel by ``1 + U(-max_delta, max_delta)``, drawn per image and channel."""
+
+    def __init__(self, max_delta: float = 0.1, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.max_delta = _check_range("max_delta", max_delta, 0.0, 1.0)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        shape = (_batch_size(images), 1, 1, ops.shape(images)[-1])
+        gains = 1.0 + keras.random.uniform(shape, -self.max_delta, self.max_delta, seed=self.seed_generator)
+        return images * ops.cast(gains, images.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "max_delta": self.max_delta}
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomBlur(_RandomLayer):
+    """Separable Gaussian blur, sigma ``U(min_sigma, max_sigma)`` per image, reflected border.
+
+    The kernel has ``2 * radius + 1`` taps, ``radius = ceil(2 * max_sigma)``.
+    """
+
+    def __init__(self, min_sigma: float = 0.2, max_sigma: float = 1.5, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.max_sigma = _check_range("max_sigma", max_sigma, 0.05, 10.0)
+        self.min_sigma = _check_range("min_sigma", min_sigma, 0.05, self.max_sigma)
+        self.radius = max(1, math.ceil(2 * self.max_sigma))
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        n = _batch_size(images)
+        h, w = ops.shape(images)[1], ops.shape(images)[2]
+        r = self.radius
+        sigma = keras.random.uniform((n, 1), self.min_sigma, self.max_sigma, seed=self.seed_generator)
+        taps = ops.cast(ops.arange(-r, r + 1), sigma.dtype)[None, :]
+        weights = ops.exp(-0.5 * ops.square(taps / sigma))
+        weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
+        padded = ops.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+        rows = sum(weights[:, j, None, None, None] * padded[:, j : j + h] for j in range(2 * r + 1))
+        return sum(weights[:, j, None, None, None] * rows[:, :, j : j + w] for j in range(2 * r + 1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "min_sigma": self.min_sigma, "max_sigma": self.max_sigma}
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomGaussianNoise(_RandomLayer):
+    """Add Gaussian noise of standard deviation ``U(0, max_stddev)`` (grey levels), drawn per image."""
+
+    def __init__(self, max_stddev: float = 10.0, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.max_stddev = _check_range("max_stddev", max_stddev, 0.0, 255.0)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        std = keras.random.uniform((_batch_size(images), 1, 1, 1), 0.0, self.max_stddev, seed=self.seed_generator)
+        noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        return images + ops.cast(noise * std, images.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "max_stddev": self.max_stddev}
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomApply(_RandomLayer):
+    """Apply ``layer`` (in training mode) to each image with probability ``rate``; others pass unchanged."""
+
+    def __init__(self, layer: keras.layers.Layer, rate: float = 0.5, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(f"`layer` must be a keras Layer. Received: layer={layer!r}")
+        self.layer = layer
+        self.rate = _check_range("rate", rate, 0.0, 1.0)
+
+    def build(self, input_shape: tuple) -> None:
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.built = True
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        applied = ops.cast(self.layer(images, training=True), images.dtype)
+        pick = keras.random.uniform((_batch_size(images), 1, 1, 1), seed=self.seed_generator) < self.rate
+        return ops.where(pick, applied, images)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "rate": self.rate,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RandomApply:
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)

@@ -1,0 +1,150 @@
+"""Augmentation policies as one serializable Keras layer: ``"none"``, ``"light"``, ``"strong"``.
+
+``light`` is the seed report's augmentation: flips, 90-degree and small rotations,
+translation, zoom, contrast and brightness, plus a mild colour jitter (saturation, hue).
+
+``strong`` follows RandAugment/AugMix in spirit: every op after the flips is applied to a
+random subset of the batch (each image with its own probability draw, through
+:class:`~cellkit.augment.layers.RandomApply`), with larger magnitudes, colour jitter (hue,
+saturation, per-channel gains), Gaussian blur and Gaussian noise.
+
+Both simulate only the corruption families of
+:data:`cellkit.corrupt.suite.AUGMENTATION_FAMILIES`; :data:`POLICY_FAMILIES` records
+which family each policy touches, and the tests check that no policy touches a held-out
+evaluation family (stain jitter, defocus or motion blur, JPEG, pixelation, deposits,
+bubbles).
+
+Random only with ``training=True``; at inference the layer returns its input unchanged.
+Images are channels-last floats in 0-255; in training the output is clipped to 0-255.
+
+Example:
+    >>> import numpy as np
+    >>> from cellkit.augment import augmentation_layer
+    >>> aug = augmentation_layer("strong", seed=0)
+    >>> x = np.full((2, 96, 96, 3), 128.0, "float32")
+    >>> bool((np.asarray(aug(x)) == x).all())  # inference: identity
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from cellkit.augment.layers import (
+    RandomApply,
+    RandomBlur,
+    RandomChannelGain,
+    RandomGaussianNoise,
+    RandomRot90,
+)
+
+__all__ = ["POLICIES", "POLICY_FAMILIES", "Augmentation", "augmentation_layer"]
+
+VALUE_RANGE = (0, 255)
+
+_Factory = Callable[[int | None], keras.layers.Layer]
+
+
+def _maybe(rate: float, factory: _Factory) -> _Factory:
+    def build(seed: int | None) -> keras.layers.Layer:
+        inner_seed = None if seed is None else seed + 10_000
+        return RandomApply(factory(inner_seed), rate=rate, seed=seed)
+
+    return build
+
+
+def _geometric(rotation_degrees: float, shift: float, zoom: float) -> list[tuple[str, _Factory]]:
+    return [
+        ("geometric", lambda s: layers.RandomFlip("horizontal_and_vertical", seed=s)),
+        ("geometric", lambda s: RandomRot90(seed=s)),
+        ("geometric", lambda s: layers.RandomRotation(rotation_degrees / 360.0, fill_mode="reflect", seed=s)),
+        ("geometric", lambda s: layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=s)),
+        ("geometric", lambda s: layers.RandomZoom(zoom, fill_mode="reflect", seed=s)),
+    ]
+
+
+_LIGHT: list[tuple[str, _Factory]] = [
+    *_geometric(rotation_degrees=10.0, shift=0.05, zoom=0.1),
+    ("contrast", lambda s: layers.RandomContrast(0.15, value_range=VALUE_RANGE, seed=s)),
+    ("brightness", lambda s: layers.RandomBrightness(0.08, value_range=VALUE_RANGE, seed=s)),
+    ("colour", lambda s: layers.RandomSaturation((0.45, 0.55), value_range=VALUE_RANGE, seed=s)),  # x0.82..1.22
+    ("colour", lambda s: layers.RandomHue(0.03, value_range=VALUE_RANGE, seed=s)),  # +-5.4 degrees
+]
+
+_STRONG: list[tuple[str, _Factory]] = [
+    *_geometric(rotation_degrees=20.0, shift=0.1, zoom=0.2)[:2],
+    *[(fam, _maybe(0.5, f)) for fam, f in _geometric(rotation_degrees=20.0, shift=0.1, zoom=0.2)[2:]],
+    ("brightness", _maybe(0.5, lambda s: layers.RandomBrightness(0.2, value_range=VALUE_RANGE, seed=s))),
+    ("contrast", _maybe(0.5, lambda s: layers.RandomContrast(0.4, value_range=VALUE_RANGE, seed=s))),
+    ("colour", _maybe(0.5, lambda s: layers.RandomSaturation((0.3, 0.7), value_range=VALUE_RANGE, seed=s))),
+    ("colour", _maybe(0.5, lambda s: layers.RandomHue(0.12, value_range=VALUE_RANGE, seed=s))),  # +-21.6 degrees
+    ("colour", _maybe(0.5, lambda s: RandomChannelGain(0.15, seed=s))),
+    ("gaussian_blur", _maybe(0.3, lambda s: RandomBlur(0.3, 1.5, seed=s))),
+    ("noise", _maybe(0.3, lambda s: RandomGaussianNoise(12.0, seed=s))),
+]
+
+#: Policy name -> ``(corruption family, layer factory)`` for each op, in order.
+POLICIES: dict[str, list[tuple[str, _Factory]]] = {"none": [], "light": _LIGHT, "strong": _STRONG}
+
+#: Corruption families (:data:`cellkit.corrupt.suite.FAMILIES`) each policy simulates.
+POLICY_FAMILIES: dict[str, tuple[str, ...]] = {
+    name: tuple(dict.fromkeys(fam for fam, _ in ops_)) for name, ops_ in POLICIES.items()
+}
+
+
+def _check_policy(policy: object) -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"`policy` must be one of {tuple(POLICIES)}. Received: policy={policy!r}")
+    return str(policy)
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class Augmentation(keras.layers.Layer):
+    """The ops of one policy, applied in order when ``training=True``; the identity otherwise.
+
+    Serialized as ``{"policy", "seed"}``: loading rebuilds the same ops.
+    """
+
+    def __init__(self, policy: str = "light", seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.policy = _check_policy(policy)
+        self.seed = seed
+        self.augmenters = [factory(None if seed is None else seed + i) for i, (_, factory) in enumerate(POLICIES[policy])]
+
+    def build(self, input_shape: tuple) -> None:
+        if len(input_shape) != 4 or input_shape[-1] != 3:
+            raise ValueError(
+                f"Augmentation expects RGB batches (n, h, w, 3), channels last. Received: input_shape={input_shape}"
+            )
+        for layer in self.augmenters:
+            if not layer.built:
+                layer.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training: bool = False):  # noqa: ANN001, ANN201
+        if not training or not self.augmenters:
+            return inputs
+        x = ops.cast(inputs, self.compute_dtype)
+        for layer in self.augmenters:
+            x = ops.cast(layer(x, training=True), self.compute_dtype)
+        return ops.clip(x, float(VALUE_RANGE[0]), float(VALUE_RANGE[1]))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "policy": self.policy, "seed": self.seed}
+
+
+def augmentation_layer(policy: str = "light", seed: int | None = None) -> Augmentation:
+    """The augmentation layer of ``policy`` (``"none"``, ``"light"`` or ``"strong"``).
+
+    Put it first in a model (on float images in 0-255); it is random only in training
+    (``model.fit``) and the identity in ``predict``/``evaluate``. ``seed`` makes the
+    sequence of random draws reproducible.
+    """
+    return Augmentation(policy=policy, seed=seed)

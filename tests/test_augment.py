@@ -1,0 +1,267 @@
+"""Augmentation policies, custom random layers, CutMix/MixUp, label smoothing, the robust preset.
+
+Runs on whatever ``KERAS_BACKEND`` is set (TensorFlow by default; also checked with
+``KERAS_BACKEND=jax python -m pytest tests/test_augment.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cellkit.augment import (
+    MIX_METHODS,
+    POLICIES,
+    POLICY_FAMILIES,
+    ROBUST_PHASE_KEYS,
+    ROBUST_PRESET,
+    Augmentation,
+    RandomApply,
+    RandomBlur,
+    RandomChannelGain,
+    RandomGaussianNoise,
+    RandomRot90,
+    augmentation_layer,
+    mix_batch,
+    smooth_labels,
+)
+from cellkit.corrupt.suite import AUGMENTATION_FAMILIES, EVALUATION_FAMILIES, FAMILIES
+
+
+@pytest.fixture(scope="module")
+def batch(sample) -> np.ndarray:  # noqa: ANN001
+    """8 sample cells (one per class) as float32 0-255."""
+    idx = [int(np.flatnonzero(sample.labels == c)[0]) for c in range(8)]
+    return sample.images[idx].astype("float32")
+
+
+def _np(x) -> np.ndarray:  # noqa: ANN001
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+# --- policies --------------------------------------------------------------------------
+
+
+def test_policies_only_simulate_augmentation_families() -> None:
+    assert set(POLICIES) == {"none", "light", "strong"}
+    for policy, families in POLICY_FAMILIES.items():
+        for fam in families:
+            assert fam in FAMILIES, fam
+            names = FAMILIES[fam]
+            assert set(names) <= set(AUGMENTATION_FAMILIES), (policy, fam)
+            assert not set(names) & set(EVALUATION_FAMILIES), (policy, fam)
+    assert set(POLICY_FAMILIES["light"]) == {"geometric", "contrast", "brightness", "colour"}
+    assert {"gaussian_blur", "noise", "colour"} <= set(POLICY_FAMILIES["strong"])
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_identity_at_inference(policy: str, batch: np.ndarray) -> None:
+    aug = augmentation_layer(policy, seed=0)
+    np.testing.assert_array_equal(_np(aug(batch)), batch)  # default: inference
+    np.testing.assert_array_equal(_np(aug(batch, training=False)), batch)
+    inputs = keras.Input((96, 96, 3))
+    model = keras.Model(inputs, aug(inputs))
+    np.testing.assert_array_equal(model.predict(batch, verbose=0), batch)
+
+
+@pytest.mark.parametrize("policy", ["light", "strong"])
+def test_random_in_training(policy: str, batch: np.ndarray) -> None:
+    aug = augmentation_layer(policy, seed=1)
+    first, second = _np(aug(batch, training=True)), _np(aug(batch, training=True))
+    assert first.shape == batch.shape
+    assert first.min() >= 0.0 and first.max() <= 255.0
+    assert np.abs(first - batch).mean() > 5.0  # augmented
+    assert np.abs(first - second).mean() > 5.0  # a fresh draw each call
+    per_image = np.abs(first - batch).mean(axis=(1, 2, 3))
+    assert np.ptp(per_image) > 0.5  # not one transform for the whole batch
+
+
+def test_seed_makes_training_draws_reproducible(batch: np.ndarray) -> None:
+    a = _np(augmentation_layer("strong", seed=7)(batch, training=True))
+    b = _np(augmentation_layer("strong", seed=7)(batch, training=True))
+    np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_none_policy_is_identity_even_in_training(batch: np.ndarray) -> None:
+    np.testing.assert_array_equal(_np(augmentation_layer("none")(batch, training=True)), batch)
+
+
+def test_serializable_keras_file_reloads_in_safe_mode(tmp_path: Path, batch: np.ndarray) -> None:
+    inputs = keras.Input((96, 96, 3))
+    x = augmentation_layer("strong", seed=3)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(8, activation="softmax")(x))
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    layer = next(lyr for lyr in loaded.layers if isinstance(lyr, Augmentation))
+    assert layer.get_config()["policy"] == "strong" and layer.get_config()["seed"] == 3
+    np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
+    assert _np(layer(batch, training=True)).shape == batch.shape
+
+
+def test_training_step_runs(batch: np.ndarray) -> None:
+    inputs = keras.Input((96, 96, 3))
+    x = augmentation_layer("strong", seed=0)(inputs)
+    x = keras.layers.Rescaling(1 / 255)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(8, activation="softmax")(x))
+    model.compile("adam", "categorical_crossentropy", jit_compile=False)
+    history = model.fit(batch, np.eye(8, dtype="float32"), epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_bad_policy_and_shape() -> None:
+    with pytest.raises(ValueError, match="policy='heavy'"):
+        augmentation_layer("heavy")
+    with pytest.raises(ValueError, match="RGB batches"):
+        augmentation_layer("light")(np.zeros((2, 8, 8, 1), "float32"), training=True)
+
+
+# --- custom layers ---------------------------------------------------------------------
+
+
+def test_rot90_gives_one_of_four_rotations(batch: np.ndarray) -> None:
+    out = _np(RandomRot90(seed=2)(batch, training=True))
+    seen = set()
+    for x, y in zip(batch, out, strict=True):
+        k = [k for k in range(4) if np.array_equal(np.rot90(x, k, axes=(0, 1)), y)]
+        assert len(k) == 1
+        seen.add(k[0])
+    assert len(seen) >= 2
+    with pytest.raises(ValueError, match="square"):
+        RandomRot90()(np.zeros((1, 4, 6, 3), "float32"), training=True)
+
+
+def test_blur_keeps_flat_images_flat_and_smooths(batch: np.ndarray) -> None:
+    flat = np.full((3, 20, 20, 3), 200.0, "float32")
+    np.testing.assert_allclose(_np(RandomBlur(1.0, 2.0, seed=0)(flat, training=True)), flat, rtol=1e-5)
+    blurred = _np(RandomBlur(1.0, 1.5, seed=0)(batch, training=True))
+    lap = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
+    assert lap(blurred) < 0.8 * lap(batch)
+    with pytest.raises(ValueError, match="min_sigma"):
+        RandomBlur(2.0, 1.0)
+
+
+def test_channel_gain_and_noise_magnitudes(batch: np.ndarray) -> None:
+    ratio = _np(RandomChannelGain(0.1, seed=0)(batch + 1, training=True)) / (batch + 1)
+    per = ratio.reshape(8, -1, 3)
+    assert np.allclose(per.min(axis=1), per.max(axis=1), rtol=1e-4)  # one gain per image and channel
+    assert np.all(np.abs(per - 1) <= 0.1 + 1e-5) and np.ptp(per[:, 0]) > 0
+    noisy = _np(RandomGaussianNoise(10.0, seed=0)(batch, training=True)) - batch
+    std = noisy.reshape(8, -1).std(axis=1)
+    assert np.all(std <= 10.5) and np.ptp(std) > 0.5  # per-image standard deviation in [0, 10]
+
+
+def test_random_apply_picks_images(batch: np.ndarray) -> None:
+    halve = keras.layers.Rescaling(0.5)
+    x = np.concatenate([batch] * 8)
+    assert np.array_equal(_np(RandomApply(halve, rate=0.0, seed=0)(x, training=True)), x)
+    np.testing.assert_allclose(_np(RandomApply(halve, rate=1.0, seed=0)(x, training=True)), x * 0.5)
+    out = _np(RandomApply(halve, rate=0.5, seed=0)(x, training=True))
+    halved = np.all(np.isclose(out, x * 0.5), axis=(1, 2, 3))
+    kept = np.all(out == x, axis=(1, 2, 3))
+    assert np.all(halved ^ kept) and 0 < halved.sum() < len(x)
+    np.testing.assert_array_equal(_np(RandomApply(halve, rate=1.0)(x, training=False)), x)
+    with pytest.raises(ValueError, match="rate"):
+        RandomApply(halve, rate=1.5)
+
+
+# --- mixing ----------------------------------------------------------------------------
+
+
+def test_cutmix_labels_follow_the_pasted_area() -> None:
+    n = 6
+    x = (np.arange(n, dtype=np.uint8) * 40)[:, None, None, None] * np.ones((1, 16, 16, 3), np.uint8)
+    before = x.copy()
+    xm, ym = mix_batch(x, np.eye(n), "cutmix", alpha=1.0, rng=0)
+    np.testing.assert_array_equal(x, before)
+    for i in range(n):
+        own = np.mean(xm[i, ..., 0] == i * 40)
+        assert ym[i, i] == pytest.approx(own, abs=1e-6)  # own label weight = own area
+        assert set(np.unique(xm[i, ..., 0])) <= {i * 40.0, *(40.0 * np.flatnonzero(ym[i] > 0))}
+
+
+def test_mixup_is_a_convex_combination() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (5, 4, 4, 3)).astype("float32")
+    xm, ym = mix_batch(x, np.eye(5), "mixup", alpha=0.4, rng=1)
+    for i in range(5):
+        (j,) = [j for j in np.flatnonzero(ym[i] > 0) if j != i] or [i]
+        lam = ym[i, i]
+        np.testing.assert_allclose(xm[i], lam * x[i] + (1 - lam) * x[j], rtol=1e-5, atol=1e-3)
+
+
+@given(
+    n=st.integers(1, 12),
+    k=st.integers(2, 9),
+    method=st.sampled_from(MIX_METHODS),
+    alpha=st.floats(0.05, 5.0),
+    eps=st.sampled_from([0.0, 0.05, 0.1, 0.3]),
+    p=st.sampled_from([0.0, 0.5, 1.0]),
+    seed=st.integers(0, 2**31),
+)
+def test_mixed_labels_sum_to_one(n: int, k: int, method: str, alpha: float, eps: float, p: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = np.eye(k)[rng.integers(0, k, n)]
+    x = rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8)
+    xm, ym = mix_batch(x, y, method, alpha=alpha, rng=seed, probability=p, label_smoothing=eps)
+    assert xm.shape == x.shape and xm.dtype == np.float32 and ym.shape == (n, k)
+    np.testing.assert_allclose(ym.sum(axis=1), 1.0, atol=1e-5)
+    assert ym.min() >= eps / k - 1e-6
+    if p == 0.0 or method == "none":
+        np.testing.assert_array_equal(xm, x)
+        np.testing.assert_allclose(ym, smooth_labels(y, eps), atol=1e-6)
+
+
+def test_label_smoothing_values() -> None:
+    out = smooth_labels(np.eye(4)[[2]], 0.1)
+    np.testing.assert_allclose(out, [[0.025, 0.025, 0.925, 0.025]])
+    with pytest.raises(ValueError, match="label_smoothing=1"):
+        smooth_labels(np.eye(3), 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "cutout"}, "method='cutout'"),
+        ({"alpha": 0}, "alpha=0"),
+        ({"probability": 2}, "probability=2"),
+        ({"labels_onehot": np.eye(3)}, r"shape \(4, k\)"),
+        ({"labels_onehot": np.full((4, 2), 0.7)}, "sum"),
+    ],
+)
+def test_mix_batch_bad_arguments(kwargs: dict, match: str) -> None:
+    args = {"images": np.zeros((4, 8, 8, 3), np.uint8), "labels_onehot": np.eye(4), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        mix_batch(**args)
+
+
+def test_robust_preset_is_usable() -> None:
+    assert ROBUST_PRESET["augmentation"] in POLICIES
+    assert ROBUST_PRESET["mix"] in MIX_METHODS
+    assert 0 < ROBUST_PRESET["label_smoothing"] < 1 and ROBUST_PRESET["epochs"] > 0
+    assert isinstance(augmentation_layer(ROBUST_PRESET["augmentation"]), Augmentation)
+    xm, ym = mix_batch(
+        np.zeros((4, 8, 8, 3), np.uint8), np.eye(4), ROBUST_PRESET["mix"], alpha=ROBUST_PRESET["mix_alpha"],
+        rng=0, probability=ROBUST_PRESET["mix_probability"], label_smoothing=ROBUST_PRESET["label_smoothing"],
+    )  # fmt: skip
+    assert ym.shape == (4, 4)
+
+
+def test_robust_preset_keys_are_recipe_and_phase_settings() -> None:
+    import dataclasses
+
+    from cellkit.train.recipe import Phase, Recipe
+
+    recipe_keys = {f.name for f in dataclasses.fields(Recipe)}
+    phase_keys = {f.name for f in dataclasses.fields(Phase)}
+    assert set(ROBUST_PHASE_KEYS) <= phase_keys
+    assert set(ROBUST_PRESET) - set(ROBUST_PHASE_KEYS) <= recipe_keys
+    recipe = Recipe(**{k: v for k, v in ROBUST_PRESET.items() if k not in ROBUST_PHASE_KEYS})
+    assert recipe.augmentation == "strong" and recipe.label_smoothing == 0.1
