@@ -1,0 +1,242 @@
+"""Export a model in the course's evaluation-server format: a folder with ``model.py``.
+
+``export_submission(model, out)`` writes a self-contained folder:
+
+* ``model.py`` defining ``class Model``: its no-argument constructor loads the weights by
+  a path relative to the file, and ``predict(X)`` takes uint8 RGB images
+  ``(n, h, w, 3)`` and returns class ids ``(n,)`` (``predict_proba`` gives probabilities);
+* ``saved_model/``: the model as a TensorFlow SavedModel (``keras.Model.export``). Every
+  layer -- cellkit's high-pass, ensemble and preprocessing layers included -- is traced
+  into the graph, so **loading needs TensorFlow and NumPy only, not cellkit**;
+* ``model.keras``: the Keras model, the fallback ``model.py`` uses when TensorFlow is
+  missing (that path needs Keras and cellkit installed, for cellkit's custom layers);
+* ``export.json``: what was exported (class names, input shape, files, versions).
+
+Writing the SavedModel needs TensorFlow installed (it is a dependency of cellkit), on the
+TensorFlow or JAX backend (JAX models go through ``jax2tf``); when it cannot be written,
+the folder holds ``model.keras`` only and ``export.json`` says that cellkit is needed.
+
+Example:
+    >>> import keras, tempfile, pathlib
+    >>> inp = keras.Input((8, 8, 3))
+    >>> out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inp))
+    >>> info = export_submission(keras.Model(inp, out), pathlib.Path(tempfile.mkdtemp()) / "sub")  # doctest: +SKIP
+    >>> info["loader"]  # doctest: +SKIP
+    'saved_model'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cellkit._io import atomic_write_json, atomic_write_text
+from cellkit.errors import CellkitError
+
+__all__ = ["EXPORT_FORMATS", "export_submission"]
+
+#: Export formats: ``"submission"``, the course's ``model.py`` + weights folder.
+EXPORT_FORMATS: tuple[str, ...] = ("submission",)
+
+_TEMPLATE = '''"""Blood-cell classifier exported by cellkit {version} on {date}.
+
+    from model import Model
+    model = Model()
+    class_ids = model.predict(X)  # X: uint8 RGB images (n, {h}, {w}, 3) -> int64 (n,)
+
+Loading: ``saved_model/`` with TensorFlow alone (cellkit is not needed) when TensorFlow is
+installed; otherwise ``model.keras`` with Keras, which needs cellkit for its custom layers.
+Classes (id: name): {class_list}
+"""
+
+import importlib
+import os
+
+import numpy as np
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+CLASS_NAMES = {class_names!r}
+INPUT_SHAPE = {input_shape!r}
+INPUT_DTYPE = {input_dtype!r}
+BATCH_SIZE = {batch_size!r}
+
+
+class Model:
+    """The exported classifier; the constructor loads the weights next to this file."""
+
+    def __init__(self):
+        self._serve = None
+        self._keras_model = None
+        saved = os.path.join(_HERE, "saved_model")
+        try:
+            tf = importlib.import_module("tensorflow")
+        except ImportError:
+            tf = None
+        if tf is not None and os.path.isdir(saved):
+            self._tf = tf
+            self._loaded = tf.saved_model.load(saved)  # keep it: serve() references its variables
+            self._serve = self._loaded.serve
+        else:
+            import cellkit.train.saving as saving  # registers cellkit's layers; loads with safe_mode
+
+            self._keras_model = saving.load_model(os.path.join(_HERE, "model.keras"))
+
+    def predict_proba(self, X):
+        """Class probabilities ``(n, classes)`` of uint8 RGB images ``(n, h, w, 3)``."""
+        X = np.asarray(X)
+        if X.ndim != 4 or tuple(X.shape[1:]) != tuple(INPUT_SHAPE):
+            raise ValueError(
+                "X must be images of shape (n, %d, %d, %d). Received: X with shape=%s"
+                % (INPUT_SHAPE + (X.shape,))
+            )
+        out = []
+        for start in range(0, X.shape[0], BATCH_SIZE):
+            batch = X[start : start + BATCH_SIZE].astype(INPUT_DTYPE)
+            if self._serve is not None:
+                probs = self._serve(self._tf.constant(batch)).numpy()
+            else:
+                probs = np.asarray(self._keras_model.predict_on_batch(batch))
+            out.append(probs.astype(np.float32))
+        if not out:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        return np.concatenate(out)
+
+    def predict(self, X):
+        """Class ids ``(n,)`` (int64) of uint8 RGB images ``(n, h, w, 3)``."""
+        return np.argmax(self.predict_proba(X), axis=-1).astype(np.int64)
+'''
+
+
+def export_submission(
+    model: Any,
+    out: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    saved_model: bool = True,
+) -> dict[str, Any]:
+    """Write the submission folder ``out`` for ``model`` (module docstring); return ``export.json``.
+
+    Args:
+        model: a ``keras.Model`` taking 0-255 images and returning class probabilities, or
+            the path of a ``.keras`` file / run folder (its ``model.keras``).
+        out: the folder to create (new or empty unless ``overwrite``).
+        class_names: names of the class ids, recorded in ``model.py``; default: the run's
+            ``metrics.json``/``run.json`` class names when ``model`` is a run folder, else
+            the PBC classes when the model has 8 outputs, else ``"0"``, ``"1"``, ...
+        overwrite: replace an existing non-empty ``out`` (removed first).
+        batch_size: images per prediction batch in ``model.py``.
+        saved_model: also write the TensorFlow SavedModel (the cellkit-free loader).
+    """
+    import keras
+
+    from cellkit.train.saving import load_model, resolve_model_path
+
+    source = None
+    if not isinstance(model, keras.Model):
+        source = resolve_model_path(model)
+        model = load_model(source)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    in_spec = model.inputs[0]
+    input_shape = tuple(int(d) for d in in_spec.shape[1:])
+    num_classes = int(model.outputs[0].shape[-1])
+    names = _class_names(class_names, source, num_classes)
+
+    dest = Path(out)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        if not overwrite:
+            raise CellkitError(f"{dest}: exists and is not empty; choose another --out or pass --overwrite")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a temporary sibling folder, then swap it in: the export appears whole or not at all.
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        model.save(work / "model.keras")
+        loader, note = "keras", "TensorFlow SavedModel not written (saved_model=False)"
+        if saved_model:
+            try:
+                model.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
+                loader, note = "saved_model", "loads with TensorFlow only (cellkit not needed)"
+            except (ImportError, ValueError, NotImplementedError, RuntimeError, TypeError) as exc:
+                shutil.rmtree(work / "saved_model", ignore_errors=True)
+                note = f"TensorFlow SavedModel could not be written ({type(exc).__name__}: {exc}); needs cellkit"
+        info = _manifest(model, names, input_shape, in_spec.dtype, loader, note, source, batch_size)
+        atomic_write_text(work / "model.py", _render(info))
+        atomic_write_json(work / "export.json", info)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(work, dest)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return info
+
+
+def _class_names(class_names: Sequence[str] | None, source: Path | None, k: int) -> list[str]:
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if len(names) != k:
+            raise ValueError(f"class_names must name the model's {k} classes. Received: {len(names)} names")
+        return names
+    if source is not None:
+        import json
+
+        for candidate in ("metrics.json", "run.json"):
+            path = source.parent / candidate
+            if path.is_file():
+                try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError:
+                    continue
+                names = data.get("class_names") or data.get("data", {}).get("class_names")
+                if isinstance(names, list) and len(names) == k:
+                    return [str(c) for c in names]
+    from cellkit.data import PBC_CLASSES
+
+    return list(PBC_CLASSES) if k == len(PBC_CLASSES) else [str(i) for i in range(k)]
+
+
+def _manifest(model: Any, names: list[str], input_shape: tuple[int, ...], dtype: str, loader: str, note: str,
+              source: Path | None, batch_size: int) -> dict[str, Any]:
+    import keras
+
+    from cellkit import __version__
+
+    return {
+        "format": "submission",
+        "loader": loader,
+        "needs_cellkit": loader != "saved_model",
+        "note": note,
+        "class_names": names,
+        "input_shape": list(input_shape),
+        "input_dtype": str(dtype),
+        "batch_size": batch_size,
+        "model_name": model.name,
+        "source": None if source is None else str(source),
+        "files": ["model.py", "model.keras", "export.json"] + (["saved_model/"] if loader == "saved_model" else []),
+        "cellkit": __version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "date": _dt.date.today().isoformat(),
+    }
+
+
+def _render(info: dict[str, Any]) -> str:
+    h, w = info["input_shape"][:2]
+    return _TEMPLATE.format(
+        version=info["cellkit"],
+        date=info["date"],
+        h=h,
+        w=w,
+        class_list=", ".join(f"{i}: {n}" for i, n in enumerate(info["class_names"])),
+        class_names=tuple(info["class_names"]),
+        input_shape=tuple(info["input_shape"]),
+        input_dtype=info["input_dtype"],
+        batch_size=info["batch_size"],
+    )

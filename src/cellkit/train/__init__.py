@@ -1,0 +1,53 @@
+"""Training recipes and runs: the seed report's method as reusable, reproducible recipes.
+
+* :class:`Recipe` / :class:`Phase` (:mod:`cellkit.train.recipe`): a plain, validated,
+  TOML/JSON-serialisable configuration; named presets in :mod:`cellkit.train.presets`.
+* :func:`train` (:mod:`cellkit.train.runner`): split, build, two-phase transfer learning or
+  one-phase training from scratch, and a run folder of artifacts.
+* :class:`ArrayBatches` (:mod:`cellkit.train.pipeline`): the backend-agnostic input pipeline.
+* :func:`load_model` / :func:`save_model`: ``.keras`` files with cellkit's layers registered.
+
+Example:
+    >>> from cellkit.train import Recipe, load_preset
+    >>> load_preset("report-transfer").replace(backbone="convnext_small").resolved().phases[1].name
+    'fine_tune'
+"""
+
+from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder
+from cellkit.train.devices import distribution_scope, gpu_available, precision_policy
+from cellkit.train.evaluation import evaluate_model, format_metrics, metrics_from_predictions
+from cellkit.train.optim import balanced_class_weights, make_optimizer, make_schedule
+from cellkit.train.pipeline import ArrayBatches, predict_proba
+from cellkit.train.presets import list_presets, load_preset, resolve_recipe
+from cellkit.train.recipe import Phase, Recipe, RecipeError, load_recipe
+from cellkit.train.runner import TrainingInterrupted, TrainResult, build_training_model, train
+from cellkit.train.saving import load_model, save_model
+
+__all__ = [
+    "ArrayBatches",
+    "BestCheckpoint",
+    "HistoryRecorder",
+    "Phase",
+    "Recipe",
+    "RecipeError",
+    "TrainResult",
+    "TrainingInterrupted",
+    "balanced_class_weights",
+    "build_training_model",
+    "distribution_scope",
+    "evaluate_model",
+    "format_metrics",
+    "gpu_available",
+    "list_presets",
+    "load_model",
+    "load_preset",
+    "load_recipe",
+    "make_optimizer",
+    "make_schedule",
+    "metrics_from_predictions",
+    "precision_policy",
+    "predict_proba",
+    "resolve_recipe",
+    "save_model",
+    "train",
+]

@@ -1,0 +1,104 @@
+"""Test metrics of a model: the report's table (accuracy, precision, recall, F1) and more.
+
+:func:`metrics_from_predictions` turns true labels and predicted probabilities into the
+JSON-ready dict written to a run's ``metrics.json`` and by ``cellkit evaluate --json``:
+accuracy; precision, recall and F1 both weighted by support (the report's tables) and
+macro-averaged; per-class precision, recall, F1 and support; the confusion matrix (rows:
+true classes). :func:`format_metrics` renders it as a text table.
+
+Example:
+    >>> import numpy as np
+    >>> m = metrics_from_predictions([0, 1, 1], np.array([[.9, .1], [.2, .8], [.6, .4]]), ["a", "b"])
+    >>> round(m["accuracy"], 4), m["per_class"]["b"]["recall"], m["confusion_matrix"]
+    (0.6667, 0.5, [[1, 0], [1, 1]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from cellkit.errors import DataError
+from cellkit.metrics import classification_report
+from cellkit.train.pipeline import predict_proba
+
+__all__ = ["evaluate_model", "format_metrics", "metrics_from_predictions"]
+
+
+def metrics_from_predictions(
+    y_true: Sequence[int] | np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    subset: str = "test",
+) -> dict[str, Any]:
+    """The metrics dict of ``metrics.json`` (see the module docstring)."""
+    proba = np.asarray(proba)
+    if proba.ndim != 2 or proba.shape[1] != len(class_names):
+        raise DataError(
+            f"the model gives {proba.shape[-1] if proba.ndim == 2 else '?'} class probabilities but the data has "
+            f"{len(class_names)} classes {list(class_names)}. Received: predictions with shape={proba.shape}"
+        )
+    report = classification_report(np.asarray(y_true), proba, class_names=list(class_names))
+    out: dict[str, Any] = {"subset": subset, "images": int(np.asarray(y_true).size), "accuracy": report["accuracy"]}
+    for avg in ("weighted", "macro"):
+        for metric, key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+            out[f"{metric}_{avg}"] = report[f"{avg} avg"][key]
+    out["class_names"] = list(class_names)
+    out["per_class"] = {
+        name: {
+            "precision": report[name]["precision"],
+            "recall": report[name]["recall"],
+            "f1": report[name]["f1-score"],
+            "support": report[name]["support"],
+        }
+        for name in class_names
+    }
+    out["confusion_matrix"] = report["confusion_matrix"]
+    return out
+
+
+def evaluate_model(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    indices: Sequence[int] | np.ndarray | None = None,
+    subset: str = "test",
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Predict ``images[indices]`` batch by batch and compute :func:`metrics_from_predictions`."""
+    labels = np.asarray(labels)
+    idx = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+    proba = predict_proba(model, images, idx, batch_size=batch_size)
+    return metrics_from_predictions(labels[idx], proba, class_names, subset=subset)
+
+
+def format_metrics(metrics: dict[str, Any], digits: int = 4) -> str:
+    """A text table of a metrics dict: one row per class, then accuracy and the averages.
+
+    Example:
+        >>> m = metrics_from_predictions([0, 1], np.eye(2), ["a", "b"])
+        >>> print(format_metrics(m, digits=2).splitlines()[-1])
+        weighted avg       1.00       1.00       1.00          2
+    """
+    names = list(metrics["per_class"])
+    width = max([len(n) for n in names] + [len("weighted avg")])
+    lines = [f"{'':>{width}} {'precision':>10} {'recall':>10} {'f1-score':>10} {'support':>10}"]
+    for name in names:
+        row = metrics["per_class"][name]
+        lines.append(
+            f"{name:>{width}} {row['precision']:>10.{digits}f} {row['recall']:>10.{digits}f} "
+            f"{row['f1']:>10.{digits}f} {row['support']:>10d}"
+        )
+    n = metrics["images"]
+    lines.append("")
+    lines.append(f"{'accuracy':>{width}} {'':>10} {'':>10} {metrics['accuracy']:>10.{digits}f} {n:>10d}")
+    for avg in ("macro", "weighted"):
+        lines.append(
+            f"{avg + ' avg':>{width}} {metrics[f'precision_{avg}']:>10.{digits}f} "
+            f"{metrics[f'recall_{avg}']:>10.{digits}f} {metrics[f'f1_{avg}']:>10.{digits}f} {n:>10d}"
+        )
+    return "\n".join(lines)

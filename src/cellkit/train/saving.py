@@ -1,0 +1,80 @@
+"""Save and load cellkit models: ``.keras`` files written atomically, read with ``safe_mode=True``.
+
+Loading first imports every cellkit module that defines serialisable Keras classes (the
+high-pass layers, the ensemble layers, the zoo and its plugins), so a model that uses them
+loads without the caller importing anything. A run folder may be given for its
+``model.keras``.
+
+Example:
+    >>> import keras, tempfile, pathlib
+    >>> inp = keras.Input((4,)); model = keras.Model(inp, keras.layers.Dense(2)(inp))
+    >>> path = save_model(model, pathlib.Path(tempfile.mkdtemp()) / "m.keras")
+    >>> load_model(path).output_shape
+    (None, 2)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from pathlib import Path
+
+import keras
+
+from cellkit._io import atomic_path
+from cellkit.errors import CellkitError, DataError
+
+__all__ = ["CUSTOM_OBJECT_MODULES", "load_model", "register_custom_objects", "resolve_model_path", "save_model"]
+
+#: Modules whose import registers cellkit's serialisable Keras classes.
+CUSTOM_OBJECT_MODULES: tuple[str, ...] = ("cellkit.layers", "cellkit.ensemble", "cellkit.augment", "cellkit.zoo")
+
+
+def register_custom_objects() -> None:
+    """Import the modules of :data:`CUSTOM_OBJECT_MODULES` and the installed zoo plugins."""
+    for name in CUSTOM_OBJECT_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an optional part not present in this installation
+            if exc.name != name:
+                raise
+    zoo = importlib.import_module("cellkit.zoo")
+    try:
+        zoo.list_backbones()  # loads plugin entry points: their layers register on import
+    except CellkitError as exc:  # a broken plugin must not stop loading a model that may not need it
+        warnings.warn(f"cellkit plugins: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def resolve_model_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself for a ``.keras`` file; ``path/model.keras`` for a run folder."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "model.keras").is_file():
+            return p / "model.keras"
+        raise DataError("folder has no model.keras (expected a cellkit run folder or a .keras file)", path=p)
+    if not p.is_file():
+        raise DataError("no such model (expected a .keras file or a cellkit run folder)", path=p)
+    if p.suffix.lower() != ".keras":
+        raise DataError(f"expected a .keras model file. Received: suffix={p.suffix!r}", path=p)
+    return p
+
+
+def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:  # noqa: A002 - Keras's name
+    """Load a ``.keras`` model (or a run folder's ``model.keras``) with ``safe_mode=True``."""
+    p = resolve_model_path(path)
+    register_custom_objects()
+    try:
+        return keras.saving.load_model(p, compile=compile, safe_mode=True)
+    except (ValueError, TypeError, OSError) as exc:
+        raise DataError(f"cannot load the model: {exc}", path=p) from exc
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """Save ``model`` to a ``.keras`` file atomically; return the path."""
+    dest = Path(path)
+    if dest.suffix.lower() != ".keras":
+        raise ValueError(f"model files end in .keras. Received: path={str(dest)!r}")
+    with atomic_path(dest, suffix=".keras") as tmp:
+        model.save(tmp)
+    return dest
