@@ -1,5 +1,12 @@
 """cellkit: classify microscope images of blood cells.
 
+Data quality (superposed, colour-filtered and near-duplicate images), high-pass filter
+layers for Keras, a backbone zoo extended by pluggy plugins, the seed report's training
+recipe, ensembles and robustness evaluation.
+
+Names that need Keras (the zoo, training, layers, ensembles) are imported on first use, so
+``import cellkit`` stays fast.
+
 Example:
     >>> import cellkit
     >>> ds = cellkit.load("sample")
@@ -7,16 +14,86 @@ Example:
     (480, 8)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from cellkit.data import Dataset, load, save_npz
+from cellkit.data.split import Split, stratified_kfold, stratified_split
 from cellkit.errors import CellkitError, DataError
+from cellkit.plugins import PluginError, PluginWarning, get_plugin_manager, hookimpl
 
 __version__ = "0.1.0"
+
+#: Public names imported lazily, by the module that defines them.
+_LAZY: dict[str, str] = {
+    # data quality
+    "find_issues": "cellkit.quality",
+    "IssueReport": "cellkit.quality",
+    "SuperpositionDetector": "cellkit.quality",
+    "ColorFilterDetector": "cellkit.quality",
+    "duplicate_groups": "cellkit.quality",
+    "perceptual_hash": "cellkit.quality",
+    "corrupt_dataset": "cellkit.corrupt",
+    # model zoo
+    "BackboneSpec": "cellkit.zoo",
+    "HeadConfig": "cellkit.zoo",
+    "FineTuneReport": "cellkit.zoo",
+    "UnknownBackboneError": "cellkit.zoo",
+    "list_backbones": "cellkit.zoo",
+    "get_backbone": "cellkit.zoo",
+    "build_backbone": "cellkit.zoo",
+    "build_classifier": "cellkit.zoo",
+    "fine_tune": "cellkit.zoo",
+    "freeze_backbone": "cellkit.zoo",
+    "high_pass_layer": "cellkit.layers",
+    # training, evaluation, ensembles
+    "Recipe": "cellkit.train",
+    "Phase": "cellkit.train",
+    "RecipeError": "cellkit.train",
+    "load_recipe": "cellkit.train",
+    "load_preset": "cellkit.train",
+    "list_presets": "cellkit.train",
+    "train": "cellkit.train",
+    "TrainResult": "cellkit.train",
+    "TrainingInterrupted": "cellkit.train",
+    "load_model": "cellkit.train",
+    "save_model": "cellkit.train",
+    "evaluate_model": "cellkit.train",
+    "classification_report": "cellkit.metrics",
+    "build_ensemble": "cellkit.ensemble",
+    "average_predictions": "cellkit.ensemble",
+    "export_submission": "cellkit.export",
+    "evaluate_robustness": "cellkit.robustness",
+}
 
 __all__ = [
     "CellkitError",
     "DataError",
     "Dataset",
+    "PluginError",
+    "PluginWarning",
+    "Split",
     "__version__",
+    "get_plugin_manager",
+    "hookimpl",
     "load",
     "save_npz",
+    "stratified_kfold",
+    "stratified_split",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cellkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

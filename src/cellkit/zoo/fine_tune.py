@@ -1,0 +1,133 @@
+"""Transfer learning then fine-tuning: freeze the backbone, later unfreeze its top fraction.
+
+The report unfreezes a percentage of the backbone's parameters (1 % to 30 %, Table 2).
+:func:`fine_tune` does exactly that, counting parameters from the output side, and keeps
+every ``BatchNormalization`` layer frozen (the Keras transfer-learning guide: a frozen BN
+layer runs in inference mode, so fine-tuning does not wreck its statistics).
+
+Recompile the model after either call: Keras reads ``trainable`` when compiling.
+
+Example:
+    >>> from cellkit.zoo import build_classifier
+    >>> model = build_classifier("compact_resnet")
+    >>> freeze_backbone(model).unfrozen_parameters
+    0
+    >>> report = fine_tune(model, 0.3)
+    >>> report.achieved_fraction >= 0.3
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from cellkit.zoo.classifier import get_backbone_layer
+
+__all__ = ["FineTuneReport", "fine_tune", "freeze_backbone"]
+
+
+@dataclass(frozen=True)
+class FineTuneReport:
+    """What :func:`fine_tune` (or :func:`freeze_backbone`) left trainable in the backbone.
+
+    Attributes:
+        requested_fraction: the ``fraction`` asked for (0 for ``freeze_backbone``).
+        achieved_fraction: ``unfrozen_parameters / total_parameters``.
+        unfrozen_parameters: trainable parameters of the unfrozen backbone layers.
+        total_parameters: parameters of the backbone that training could update
+            (weights of every layer, batch-norm scales and offsets included; batch-norm
+            moving statistics and other non-trainable variables excluded).
+        unfrozen_layers: names of the unfrozen layers, from the output side.
+        frozen_batch_norm: batch-norm layers within the unfrozen span, kept frozen.
+    """
+
+    requested_fraction: float
+    achieved_fraction: float
+    unfrozen_parameters: int
+    total_parameters: int
+    unfrozen_layers: tuple[str, ...]
+    frozen_batch_norm: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"unfroze {len(self.unfrozen_layers)} backbone layers: {self.unfrozen_parameters:,} of "
+            f"{self.total_parameters:,} parameters ({self.achieved_fraction:.2%}; requested "
+            f"{self.requested_fraction:.2%}); {len(self.frozen_batch_norm)} batch-norm layers kept frozen"
+        )
+
+
+def freeze_backbone(model: keras.Model) -> FineTuneReport:
+    """Freeze the whole backbone of a :func:`~cellkit.zoo.build_classifier` model (head stays trainable)."""
+    backbone = get_backbone_layer(model)
+    _set_trainable(backbone, True)
+    total = sum(_trainable_count(layer) for layer in _leaf_layers(backbone))
+    _set_trainable(backbone, False)
+    return FineTuneReport(0.0, 0.0, 0, total, (), ())
+
+
+def fine_tune(model: keras.Model, fraction: float) -> FineTuneReport:
+    """Unfreeze the top ``fraction`` of the backbone's parameters, counted from the output side.
+
+    Layers are unfrozen whole, walking from the backbone's output towards its input, until
+    the unfrozen parameters reach ``fraction`` of the total (so the achieved fraction is at
+    least the requested one, unless batch-norm layers make up the rest). Batch-norm layers
+    are skipped and stay frozen; everything below the last unfrozen layer stays frozen.
+    The head is not touched.
+
+    Args:
+        model: a classifier from :func:`cellkit.zoo.build_classifier`.
+        fraction: in (0, 1].
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1]. Received: fraction={fraction!r}")
+    backbone = get_backbone_layer(model)
+    _set_trainable(backbone, True)
+    leaves = list(_leaf_layers(backbone))
+    counts = {id(layer): _trainable_count(layer) for layer in leaves}
+    total = sum(counts.values())
+    for layer in leaves:
+        layer.trainable = False
+    target = math.ceil(fraction * total)
+    unfrozen, names, kept_bn = 0, [], []
+    for layer in reversed(leaves):
+        if unfrozen >= target:
+            break
+        count = counts[id(layer)]
+        if count == 0:
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            kept_bn.append(layer.name)
+            continue
+        layer.trainable = True
+        unfrozen += count
+        names.append(layer.name)
+    achieved = unfrozen / total if total else 0.0
+    return FineTuneReport(float(fraction), achieved, unfrozen, total, tuple(names), tuple(kept_bn))
+
+
+def _set_trainable(model: keras.Model, value: bool) -> None:
+    """Set ``trainable`` on ``model``, its nested models and every layer in them, explicitly."""
+    model.trainable = value
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _set_trainable(layer, value)
+        else:
+            layer.trainable = value
+
+
+def _leaf_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """Layers of ``model`` in topological order, descending into nested models."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _trainable_count(layer: keras.layers.Layer) -> int:
+    return int(sum(np.prod(w.shape) for w in layer.trainable_weights))
