@@ -596,3 +596,11 @@ def test_building_without_weights_touches_no_cache():
     build_backbone("mobilenetv3_small")
     after = set(Path(keras_cache_dir()).glob("*")) if keras_cache_dir().is_dir() else set()
     assert after == before
+
+
+@pytest.mark.parametrize("name", ["network4", "compact_resnet"])
+def test_plain_call_is_inference_mode_even_after_a_resize(name):
+    # Resizing defaults to training=True; a plain model(x) must not put batch norms in training mode
+    model = build_classifier(name, num_classes=8)
+    x = np.random.default_rng(0).integers(0, 256, (4, 96, 96, 3)).astype("uint8")
+    np.testing.assert_allclose(np.asarray(model(x[:2])), np.asarray(model(x))[:2], atol=1e-5)

@@ -32,7 +32,7 @@ def build_mobilenetv2(
     x = inputs
     h, w, _ = input_shape
     if min(h, w) < 32:
-        x = keras.layers.Resizing(max(h, 32), max(w, 32), name="upsample")(x)
+        x = keras.layers.Resizing(max(h, 32), max(w, 32), name="upsample")(x, training=False)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_minus1_1")(x)
     base = keras.applications.MobileNetV2(
         include_top=False, weights=weights, input_shape=tuple(x.shape[1:]), alpha=alpha

@@ -76,7 +76,7 @@ def build_application(
     if min(h, w) < native_min:
         x = keras.layers.Resizing(
             max(h, native_min), max(w, native_min), interpolation="bilinear", name="upsample"
-        )(x)
+        )(x, training=False)  # Resizing defaults to training=True and would hand it on to the BNs
     if preprocessing is not None:
         for layer in preprocessing_layers(preprocessing, c):
             x = layer(x)

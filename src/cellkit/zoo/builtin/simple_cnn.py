@@ -67,7 +67,7 @@ def simple_cnn(
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if resize_to is not None:
-        x = keras.layers.Resizing(resize_to, resize_to, interpolation="bilinear", name="resize")(x)
+        x = keras.layers.Resizing(resize_to, resize_to, interpolation="bilinear", name="resize")(x, training=False)
     for layer in preprocessing_layers("[0,1]", input_shape[-1]):
         x = layer(x)
     conv_kwargs: dict[str, object] = {}

