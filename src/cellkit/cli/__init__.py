@@ -1,0 +1,120 @@
+"""The ``cellkit`` command line: ``main(argv) -> int``, callable from tests.
+
+Each subcommand lives in its own module of this package, which defines
+``register(subparsers)``: it adds one parser and sets ``func=run`` on it, where
+``run(args) -> int`` returns the exit code. Exit codes: 0 success, 1 failure,
+2 bad input (unreadable data, bad arguments).
+
+Example:
+    >>> from cellkit.cli import main
+    >>> main(["--version"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from cellkit import __version__
+from cellkit.errors import CellkitError
+
+__all__ = ["add_data_arguments", "add_quiet", "build_parser", "load_dataset", "main"]
+
+#: Subcommand modules, in the order ``cellkit --help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "cellkit.cli.inspect_cmd",
+    "cellkit.cli.clean_cmd",
+    "cellkit.cli.split_cmd",
+    "cellkit.cli.zoo_cmd",
+    "cellkit.cli.corrupt_cmd",
+    "cellkit.cli.train_cmd",
+    "cellkit.cli.evaluate_cmd",
+    "cellkit.cli.ensemble_cmd",
+    "cellkit.cli.export_cmd",
+)
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+# The command line keeps TensorFlow's C++ start-up chatter out of the user's terminal.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cellkit", description="Classify microscope images of blood cells."
+    )
+    parser.add_argument("--version", action="version", version=f"cellkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """Add the common ``--quiet`` flag (no progress bars, only essential output)."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the dataset argument ``PATH`` and the loader's options (``--strict``, ``--convert``, ``--size``)."""
+    parser.add_argument("path", metavar="PATH", help="class-folder tree, .npz file, or 'sample' (the bundled sample)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first unreadable or refused file")
+    parser.add_argument(
+        "--convert", action="store_true", help="convert grayscale/RGBA/16-bit images to 8-bit RGB instead of refusing them"
+    )
+    parser.add_argument(
+        "--size", type=_size, metavar="HxW", help="resize every image to HxW (default: all images must share one size)"
+    )
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 96x96. Received: {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes. Received: {text!r}")
+    return h, w
+
+
+def load_dataset(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.data.Dataset
+    """Load ``args.path`` with the options of :func:`add_data_arguments`; problems go to stderr."""
+    import warnings
+
+    from cellkit.data import DataWarning, load
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        dataset = load(args.path, strict=args.strict, convert=args.convert, size=args.size, quiet=args.quiet)
+    for w in caught:
+        if not issubclass(w.category, DataWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for path, reason in dataset.problems:
+        print(f"warning: left out {path}: {reason}", file=sys.stderr)
+    return dataset
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for bad arguments, 0 for --help/--version
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args))
+    except (CellkitError, FileNotFoundError) as exc:
+        print(f"cellkit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"cellkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``cellkit evaluate MODEL PATH [--json OUT] [--split-file SPLIT --subset test]``: the metrics table.
+
+MODEL is a ``.keras`` file (a model or an ensemble) or a run folder (its ``model.keras``),
+loaded with ``safe_mode=True``. ``--subset`` evaluates one part of a split: of
+``--split-file``, or of the run folder's own ``split.json`` when MODEL is a run folder.
+
+Example:
+    $ cellkit evaluate runs/baseline sample --subset test --json test-metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.errors import DataError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy, precision, recall, F1 (weighted and macro), per class, of a saved model or ensemble",
+        description="Evaluate a saved model (.keras file or run folder) on a labelled dataset, or on one part "
+        "of a split.",
+    )
+    p.add_argument("model", metavar="MODEL", help=".keras model/ensemble file or cellkit run folder")
+    add_data_arguments(p)
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--split-file", type=Path, metavar="SPLIT_JSON", help="split.json whose --subset is evaluated")
+    p.add_argument("--subset", choices=("train", "val", "test"), help="part of the split to evaluate")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per prediction batch (256)")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also measure accuracy under every corruption x severity of the suite (held-out families by default)",
+    )
+    p.add_argument(
+        "--corruptions",
+        default="evaluation",
+        metavar="NAMES",
+        help="with --robustness: corruption names, families or 'evaluation' / 'augmentation' / 'all' (default: evaluation)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --robustness: corruption seed (default 0)")
+    p.add_argument(
+        "--heatmap", type=Path, metavar="PNG", help="with --robustness: write the corruption x severity heat-map"
+    )
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def subset_indices(split_path: Path, subset: str, ids: tuple[str, ...]) -> np.ndarray:
+    """The indices of ``subset`` in the split file, checked against the dataset's image ids."""
+    from cellkit.data.split import Split
+
+    split = Split.load(split_path)
+    if split.n != len(ids):
+        raise DataError(
+            f"the split indexes {split.n} images but the dataset has {len(ids)}: it was made for other data",
+            path=split_path,
+        )
+    idx = getattr(split, subset)
+    with open(split_path, encoding="utf-8") as fh:
+        saved_ids = json.load(fh)["splits"][subset].get("ids")
+    if saved_ids is not None and [ids[i] for i in idx] != list(saved_ids):
+        raise DataError(
+            f"the {subset} image ids of the split differ from the dataset's: it was made for other data "
+            "(or the folder changed)", path=split_path,
+        )
+    return idx
+
+
+def run(args: argparse.Namespace) -> int:
+    from cellkit._io import atomic_write_json
+    from cellkit.train import evaluate_model, format_metrics, load_model
+    from cellkit.train.saving import resolve_model_path
+
+    model_path = resolve_model_path(args.model)
+    split_file = args.split_file
+    if args.subset and split_file is None:
+        candidate = Path(args.model) / "split.json"
+        if not candidate.is_file():
+            raise DataError("--subset needs --split-file (or MODEL as a run folder with split.json)", path=args.model)
+        split_file = candidate
+    if split_file is not None and not args.subset:
+        raise DataError("--split-file needs --subset train, val or test", path=split_file)
+    if args.batch_size < 1:
+        raise DataError(f"--batch-size must be >= 1. Received: batch_size={args.batch_size}")
+    dataset = load_dataset(args)
+    if dataset.labels is None:
+        raise DataError("evaluation needs labelled images", path=dataset.source)
+    idx = None if split_file is None else subset_indices(split_file, args.subset, dataset.ids)
+    model = load_model(model_path)
+    names = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
+    metrics = evaluate_model(model, dataset.images, dataset.labels, names, idx, subset=args.subset or "all",
+                             batch_size=args.batch_size)
+    metrics["model"] = str(model_path)
+    metrics["data"] = dataset.source
+    print(f"{model_path} on {dataset.source} ({metrics['subset']}, {metrics['images']} images)")
+    print(format_metrics(metrics))
+    if args.robustness:
+        metrics["robustness"] = _robustness(args, model, dataset, idx)
+    if args.json is not None:
+        atomic_write_json(args.json, metrics)
+        if not args.quiet:
+            print(f"metrics written to {args.json}")
+    return EXIT_OK
+
+
+def _robustness(args: argparse.Namespace, model, dataset, idx) -> dict:  # noqa: ANN001
+    from cellkit.robustness import evaluate_robustness
+
+    part = dataset if idx is None else dataset.subset(idx)
+    report = evaluate_robustness(
+        model, part, corruptions=args.corruptions, seed=args.seed, batch_size=args.batch_size, quiet=args.quiet
+    )
+    print(report)
+    if args.heatmap is not None:
+        report.plot_heatmap(args.heatmap)
+        if not args.quiet:
+            print(f"heat-map written to {args.heatmap}")
+    return report.to_dict()

@@ -1,0 +1,41 @@
+"""``cellkit export MODEL --format submission --out DIR``: the evaluation server's ``model.py`` folder.
+
+MODEL is a ``.keras`` file (a model or an ensemble) or a run folder. The folder holds
+``model.py`` (``Model().predict(X)`` -> class ids), a TensorFlow SavedModel that loads
+without cellkit, the ``.keras`` file as a fallback, and ``export.json``
+(see :mod:`cellkit.export`).
+
+Example:
+    $ cellkit export runs/compact --format submission --out submission
+    $ cd submission && zip -r ../submission.zip .
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cellkit.cli import EXIT_OK, add_quiet
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model or run as the course's submission folder (model.py + weights)",
+        description="Write a self-contained folder whose model.py defines class Model with predict(X) -> class ids.",
+    )
+    p.add_argument("model", metavar="MODEL", help=".keras model/ensemble file or cellkit run folder")
+    p.add_argument("--format", default="submission", choices=("submission",), help="export format (submission)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty DIR")
+    p.add_argument("--keras-only", action="store_true", help="skip the TensorFlow SavedModel (then cellkit is needed)")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cellkit.export import export_submission
+
+    info = export_submission(args.model, args.out, overwrite=args.overwrite, saved_model=not args.keras_only)
+    print(f"exported {info['model_name']} to {args.out}/ (loader: {info['loader']}; {info['note']})")
+    return EXIT_OK

@@ -1,0 +1,116 @@
+"""``cellkit inspect PATH [--report DIR]``: class counts, image statistics and data issues.
+
+Example:
+    $ cellkit inspect sample --report inspect-report
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from cellkit._io import atomic_write_json
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.data import Dataset
+
+ISSUE_KINDS = ("superposition", "color_filter", "duplicates")
+MONTAGE_SIZE = 32
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="class counts, image statistics and data issues (superposition, colour filter, duplicates)",
+        description="Find images superposed with another picture, colour-filtered images and near-duplicates. "
+        "No labels are needed; the input is never modified.",
+    )
+    add_data_arguments(p)
+    p.add_argument(
+        "--report", type=Path, metavar="DIR", help="write issues.csv, summary.json and PNG montages of suspicious images"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def image_statistics(dataset: Dataset) -> dict:
+    """Size, per-channel mean/std and brightness range, computed in batches (no float copy)."""
+    n = len(dataset)
+    sums = np.zeros(3)
+    sq = np.zeros(3)
+    for start in range(0, n, 1024):
+        batch = dataset.images[start : start + 1024].astype(np.float64)
+        sums += batch.sum(axis=(0, 1, 2))
+        sq += (batch**2).sum(axis=(0, 1, 2))
+    pixels = max(1, n * dataset.images.shape[1] * dataset.images.shape[2])
+    mean = sums / pixels
+    std = np.sqrt(np.maximum(sq / pixels - mean**2, 0.0))
+    return {
+        "images": n,
+        "height": int(dataset.images.shape[1]),
+        "width": int(dataset.images.shape[2]),
+        "channel_mean_rgb": [round(float(v), 2) for v in mean],
+        "channel_std_rgb": [round(float(v), 2) for v in std],
+        "min": int(dataset.images.min()) if n else 0,
+        "max": int(dataset.images.max()) if n else 0,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from cellkit.quality import find_issues
+
+    dataset = load_dataset(args)
+    stats = image_statistics(dataset)
+    counts = dataset.class_counts()
+    print(f"{dataset.source}: {len(dataset)} images {stats['height']}x{stats['width']} RGB", end="")
+    print(f", {len(dataset.problems)} files left out" if dataset.problems else "")
+    if counts:
+        width = max(len(c) for c in counts)
+        for name, count in counts.items():
+            print(f"  {name:<{width}}  {count:6d}  ({100 * count / max(1, len(dataset)):.1f}%)")
+    print(f"  channel mean (RGB) {stats['channel_mean_rgb']}, std {stats['channel_std_rgb']}")
+    report = find_issues(dataset, random_state=args.seed, quiet=args.quiet)
+    print(report)
+    if args.report is not None:
+        _write_report(args.report, dataset, report, stats, counts)
+        print(f"report written to {args.report}/ (issues.csv, summary.json, montages)")
+    return EXIT_OK
+
+
+def _write_report(out: Path, dataset: Dataset, report, stats: dict, counts: dict) -> None:  # noqa: ANN001
+    from cellkit.quality.montage import save_montage
+
+    out.mkdir(parents=True, exist_ok=True)
+    report.to_csv(out / "issues.csv")
+    summary = {
+        "source": dataset.source,
+        "statistics": stats,
+        "class_counts": counts,
+        "files_left_out": [{"file": f, "reason": r} for f, r in dataset.problems],
+        "issues": report.summary(),
+    }
+    atomic_write_json(out / "summary.json", summary)
+    for kind in ISSUE_KINDS:
+        idx = np.asarray(report.most_suspicious(kind, MONTAGE_SIZE))
+        if idx.size == 0:
+            continue
+        captions = _captions(report, kind, idx)
+        flagged = int(report.issue_mask([kind]).sum())
+        save_montage(
+            out / f"montage_{kind}.png",
+            dataset.images[idx],
+            captions,
+            title=f"{kind}: {flagged} flagged; most suspicious first",
+            scale=1,
+        )
+
+
+def _captions(report, kind: str, idx: np.ndarray) -> list[str]:  # noqa: ANN001
+    cols = report.columns
+    if kind == "duplicates":
+        return [f"group {int(cols['duplicate_group'][i])}" for i in idx]
+    scores = cols[f"{kind}_score"]
+    flags = cols[f"is_{kind}_issue"]
+    return [f"{'!' if flags[i] else ' '}{scores[i]:.3f} #{int(i)}" for i in idx]

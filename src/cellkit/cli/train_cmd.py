@@ -1,0 +1,120 @@
+"""``cellkit train PATH --out RUN_DIR [--recipe FILE|PRESET] [--backbone NAME] ...``: run a recipe.
+
+The recipe (a ``.toml``/``.json`` file or a preset name, see ``--list-recipes``) may set
+everything; the flags override it. ``--epochs`` sets the epochs of every phase.
+The run folder holds the recipe, the split, the history, the best and final models, the
+test metrics and two figures (see :mod:`cellkit.train.runner`). Ctrl-C writes everything
+from the best checkpoint so far and exits with 130.
+
+Example:
+    $ cellkit train sample --recipe report-baseline --epochs 2 --out runs/baseline
+    $ cellkit train pbc96 --recipe report-transfer --backbone convnext_small --out runs/cnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+
+EXIT_INTERRUPTED = 130
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier with a recipe and write a run folder (model, metrics, figures)",
+        description="Train a classifier: split the data (stratified 72/8/20 by default), build the backbone "
+        "with the report's head, train (two-phase transfer learning, or from scratch), evaluate on the test "
+        "split. The recipe may set everything; flags override it.",
+    )
+    add_data_arguments(p)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (must be new or empty)")
+    p.add_argument("--recipe", metavar="FILE|PRESET", help="recipe file (.toml/.json) or preset name")
+    p.add_argument("--list-recipes", action=_ListRecipes, nargs=0, help="list the preset recipes and exit")
+    p.add_argument("--backbone", metavar="NAME", help="backbone (see `cellkit backbones`); default: the recipe's")
+    p.add_argument("--weights", metavar="imagenet|PATH|none", help="pretrained weights tag, .weights.h5 file, or none")
+    p.add_argument("--epochs", type=int, metavar="N", help="epochs of every phase")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per training step")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the split, initialisation, shuffling, augmentation")
+    p.add_argument("--augmentation", metavar="POLICY", help="augmentation policy: none, light or strong")
+    p.add_argument("--split-file", metavar="SPLIT_JSON", help="use this split (e.g. another run's split.json)")
+    p.add_argument(
+        "--distribute", action="store_true",
+        help="data-parallel over all local devices (MirroredStrategy on TensorFlow, DataParallel on JAX)",
+    )
+    p.add_argument(
+        "--time-limit", type=float, metavar="MINUTES",
+        help="wall-clock budget for training: no epoch starts that would end past it",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing RUN_DIR")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+class _ListRecipes(argparse.Action):
+    """Print the presets and exit during parsing (like ``--version``: no PATH needed)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        from cellkit.train import list_presets, load_preset
+
+        for name in list_presets():
+            r = load_preset(name).resolved()
+            phases = ", ".join(f"{p.name} ({p.optimizer} {p.learning_rate:g}, {p.epochs} ep)" for p in r.phases)
+            print(f"{name:<16} {r.backbone:<16} {r.mode:<9} {phases}")
+        parser.exit(0)
+
+
+def build_recipe(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.train.Recipe
+    """The recipe of ``--recipe`` (or the default) with the command-line overrides applied."""
+    from cellkit.train import Recipe, resolve_recipe
+
+    recipe = resolve_recipe(args.recipe) if args.recipe else Recipe()
+    changes = {}
+    if args.backbone is not None:
+        changes["backbone"] = args.backbone
+    if args.weights is not None:
+        changes["weights"] = None if args.weights.lower() == "none" else args.weights
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.augmentation is not None:
+        changes["augmentation"] = args.augmentation
+    if changes:
+        recipe = recipe.replace(**changes)
+    if args.epochs is not None:
+        recipe = recipe.with_epochs(args.epochs)
+    return recipe.resolved()
+
+
+def run(args: argparse.Namespace) -> int:
+    from cellkit.errors import CellkitError
+    from cellkit.train import TrainingInterrupted, format_metrics, train
+
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise CellkitError(f"train: --time-limit must be positive minutes. Received: {args.time_limit}")
+    recipe = build_recipe(args)
+    split = None
+    if args.split_file:
+        from cellkit.data.split import Split
+
+        split = Split.load(args.split_file)
+    dataset = load_dataset(args)
+    try:
+        result = train(dataset, recipe, args.out, overwrite=args.overwrite, quiet=args.quiet,
+                       distribute=args.distribute, split=split,
+                       time_limit=None if args.time_limit is None else args.time_limit * 60)
+    except TrainingInterrupted as exc:
+        r = exc.result
+        where = f"files written from the best checkpoint (epoch {r.best_epoch})" if r.best_epoch else "no epoch finished"
+        print(f"cellkit train: interrupted; {where} in {r.run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.metrics:
+        if not args.quiet:
+            print(format_metrics(result.metrics))
+        m = result.metrics
+        print(f"{m['subset']} accuracy {m['accuracy']:.4f}, F1 (weighted) {m['f1_weighted']:.4f}, "
+              f"best epoch {result.best_epoch} -> {result.run_dir}")
+    return EXIT_OK

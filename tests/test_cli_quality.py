@@ -1,0 +1,157 @@
+"""``cellkit inspect`` and ``cellkit clean`` through ``main(argv)``; load -> clean -> load."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import cellkit
+from cellkit.cli import main
+from cellkit.corrupt import corrupt_dataset
+from cellkit.data import sample_path, save_npz
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory) -> tuple[Path, np.ndarray, tuple[str, ...]]:
+    """The sample with 10% superposed images and two exact duplicates, as an .npz."""
+    result = corrupt_dataset(cellkit.load("sample"), superposed=0.1, color_filtered=0.0, seed=3)
+    ds = result.dataset
+    dup = ds.subset(np.concatenate([np.arange(len(ds)), [5, 77]]))
+    ids = ds.ids + ("copy-of-5", "copy-of-77")
+    path = tmp_path_factory.mktemp("data") / "corrupted.npz"
+    np.savez(path, images=dup.images, labels=dup.labels, class_names=np.array(ds.class_names), ids=np.array(ids))
+    truth = np.concatenate([result.is_superposed, [result.is_superposed[5], result.is_superposed[77]]])
+    return path, truth, ids
+
+
+@pytest.fixture(scope="module")
+def inspected(corrupted, tmp_path_factory) -> tuple[Path, str]:
+    path, _, _ = corrupted
+    out = tmp_path_factory.mktemp("report")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["inspect", str(path), "--report", str(out), "--quiet"]) == 0
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    return out, buf.getvalue()
+
+
+def test_inspect_prints_counts_statistics_and_issues(inspected) -> None:
+    _, text = inspected
+    assert "482 images 96x96" in text and "basophil" in text and "channel mean" in text
+    assert "superposition" in text and "duplicates" in text
+
+
+def test_inspect_report_files(inspected, corrupted) -> None:
+    out, _ = inspected
+    _, truth, ids = corrupted
+    with open(out / "issues.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(ids)
+    expected = {"index", "id", "superposition_score", "is_superposition_issue", "color_filter_score",
+                "is_color_filter_issue", "duplicate_group"}
+    assert expected <= set(rows[0])
+    assert [r["id"] for r in rows] == list(ids)
+    scores = np.array([float(r["superposition_score"]) for r in rows])
+    assert np.all((scores >= 0) & (scores <= 1))
+    # the detector, with no labels, ranks the superposed images first
+    order = np.argsort(scores)
+    assert truth[order[: truth.sum()]].mean() > 0.8
+    groups = {int(rows[i]["duplicate_group"]) for i in (5, len(ids) - 2)}
+    assert len(groups) == 1 and groups != {-1}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["statistics"]["images"] == len(ids)
+    assert summary["issues"]["issues"]["duplicates"] == 2
+    for kind in ("superposition", "color_filter", "duplicates"):
+        png = cv2.imread(str(out / f"montage_{kind}.png"))
+        assert png is not None and png.shape[0] > 96
+
+
+def test_clean_removes_what_inspect_reports_and_keeps_the_rest(corrupted, tmp_path, capsys) -> None:
+    path, truth, ids = corrupted
+    out = tmp_path / "clean.npz"
+    assert main(["clean", str(path), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "superposition:" in text and "duplicates: 2" in text
+    cleaned = cellkit.load(out)
+    with open(out.with_suffix(".removed.csv"), newline="") as fh:
+        removed = {r["id"]: r["reasons"] for r in csv.DictReader(fh)}
+    # every image is kept or listed as removed, never both, never lost
+    assert set(cleaned.ids) | set(removed) == set(ids)
+    assert not set(cleaned.ids) & set(removed)
+    for original, copy in ((ids[5], "copy-of-5"), (ids[77], "copy-of-77")):  # one of each pair goes
+        assert sum("duplicates" in removed.get(i, "") for i in (original, copy)) == 1
+    flagged = np.array([i in removed and "superposition" in removed[i] for i in ids])
+    assert truth[flagged].mean() > 0.8  # what it removes as superposed mostly is
+    assert cleaned.class_names == cellkit.data.PBC_CLASSES
+    kept = np.array([ids.index(i) for i in cleaned.ids])
+    np.testing.assert_array_equal(cleaned.images, cellkit.load(path).images[kept])
+
+
+def test_clean_dry_run_writes_nothing_and_never_overwrites_input(corrupted, tmp_path, capsys) -> None:
+    path, _, _ = corrupted
+    assert main(["clean", str(path), "--out", str(tmp_path / "x.npz"), "--dry-run", "--remove", "duplicates"]) == 0
+    assert "dry run" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+    assert main(["clean", str(path), "--out", str(path), "--remove", "duplicates"]) == 2
+    assert "never modifies its input" in capsys.readouterr().err
+
+
+def test_clean_folder_input_untouched(tmp_path, capsys) -> None:
+    root = tmp_path / "cells"
+    shutil.copytree(sample_path(), root)
+    for extra in ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"):
+        assert (root / extra).is_dir()
+    before = _digest(root)
+    assert main(["clean", str(root), "--out", str(tmp_path / "c.npz"), "--remove", "duplicates", "--quiet"]) == 0
+    assert _digest(root) == before
+    assert len(cellkit.load(tmp_path / "c.npz")) == 480
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["clean", "sample", "--out", "x.npz", "--remove", "blur"], "--remove expects"),
+        (["clean", "sample", "--out", "x.txt"], "ending in .npz"),
+        (["inspect", "no/such/folder"], "no such file or folder"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_save_load_clean_round_trip_keeps_ids(tmp_path) -> None:
+    ds = cellkit.load("sample").subset(np.arange(0, 480, 12))
+    save_npz(ds, tmp_path / "a.npz")
+    assert main(["clean", str(tmp_path / "a.npz"), "--out", str(tmp_path / "b.npz"), "--remove", "duplicates",
+                 "--quiet"]) == 0
+    assert cellkit.load(tmp_path / "b.npz").ids == ds.ids
+
+
+def test_version_and_help(capsys) -> None:
+    assert main(["--version"]) == 0
+    assert cellkit.__version__ in capsys.readouterr().out
+    assert main([]) == 2
+    help_text = capsys.readouterr().out
+    for command in ("inspect", "clean", "split", "backbones", "train", "evaluate", "ensemble", "export", "corrupt"):
+        assert command in help_text
