@@ -74,7 +74,7 @@ def test_resolve_corruptions_expands_groups_once_in_order() -> None:
         (lambda x: corrupt(x, "pixelate", 6), r"severity=6"),
         (lambda x: corrupt(x, "pixelate", 0), r"severity=0"),
         (lambda x: corrupt(x, "pixelate", True), r"severity=True"),
-        (lambda x: corrupt(x.astype(np.float32), "pixelate", 1), r"uint8 batch.*dtype=float32"),
+        (lambda x: corrupt(x.astype(np.float32), "pixelate", 1), r"uint8 array.*dtype=float32"),
         (lambda x: corrupt(x[0], "pixelate", 1), r"images\[None\]"),
         (lambda x: corrupt(x, "gaussian_noise", 1, seed="a"), r"rng='a'"),
         (lambda x: resolve_corruptions(""), r"no corruption named"),

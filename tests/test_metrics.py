@@ -138,3 +138,16 @@ def test_bad_average_and_names():
         classification_report([0, 1], [0, 1], class_names=["accuracy", "x"])
     with pytest.raises(ValueError, match="labels go up to 2 but num_classes=2"):
         classification_report([0, 2], [0, 1], class_names=["a", "b"])
+
+
+def test_roc_auc_matches_pairwise_definition():
+    from cellkit.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    pos = rng.random(60) < 0.3
+    score = np.round(rng.random(60), 1) + pos * 0.2  # ties on purpose
+    pairs = [(a > b) + 0.5 * (a == b) for a in score[pos] for b in score[~pos]]
+    assert roc_auc(pos, score) == pytest.approx(np.mean(pairs))
+    assert roc_auc(pos, -score) == pytest.approx(1 - np.mean(pairs))
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc(np.zeros(3, bool), np.arange(3))

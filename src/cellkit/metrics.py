@@ -34,6 +34,7 @@ __all__ = [
     "per_class_metrics",
     "precision",
     "recall",
+    "roc_auc",
 ]
 
 Average = Literal["weighted", "macro"] | None
@@ -261,3 +262,27 @@ def format_report(report: dict[str, Any], digits: int = 4) -> str:
         )
     lines += [row(r, report[r]) for r in rows if r.endswith(" avg")]
     return "\n".join(lines) + "\n"
+
+
+def roc_auc(positive: ArrayLike, score: ArrayLike) -> float:
+    """Area under the ROC curve of ``score`` (higher = more likely positive), ties averaged.
+
+    The Mann-Whitney form: the probability that a random positive scores above a random
+    negative. For cellkit's quality scores (lower = more likely an issue) pass ``-score``.
+
+    Example:
+        >>> roc_auc([False, True, False, True], [0.1, 0.8, 0.3, 0.4])
+        1.0
+    """
+    from scipy.stats import rankdata
+
+    pos = np.asarray(positive, dtype=bool)
+    sc = np.asarray(score, dtype=np.float64)
+    if pos.shape != sc.shape or pos.ndim != 1:
+        raise ValueError(f"positive and score must be 1-D of one length. Received shapes {pos.shape}, {sc.shape}")
+    n1 = int(pos.sum())
+    n0 = pos.size - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError(f"roc_auc needs both classes. Received: {n1} positives, {n0} negatives")
+    ranks = rankdata(sc)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))

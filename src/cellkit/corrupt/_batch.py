@@ -26,6 +26,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from cellkit.data.dataset import image_batch
+
 __all__ = [
     "CHUNK",
     "SEVERITIES",
@@ -51,14 +53,8 @@ _MAX_REMAP_ROWS = 32_000
 
 
 def check_batch(images: object, name: str = "images") -> np.ndarray:
-    """Return ``images`` if it is a ``uint8`` batch ``(n, h, w, 3)``, else raise ``ValueError``."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        got = (
-            f"dtype={images.dtype}, shape={images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-        )
-        hint = " (for a single image pass images[None])" if isinstance(images, np.ndarray) and images.ndim == 3 else ""
-        raise ValueError(f"`{name}` must be a uint8 batch (n, h, w, 3) RGB{hint}. Received: {name} {got}")
-    return images
+    """Return ``images`` if it is a ``uint8`` batch ``(n, h, w, 3)`` (or a Dataset's), else raise ``ValueError``."""
+    return image_batch(images, name)
 
 
 def check_severity(severity: object) -> int:

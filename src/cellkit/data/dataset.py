@@ -20,7 +20,7 @@ import numpy as np
 
 from cellkit.errors import DataError
 
-__all__ = ["PBC_CLASSES", "Dataset"]
+__all__ = ["PBC_CLASSES", "Dataset", "image_batch"]
 
 #: The eight classes in the label order of the seed report and of ``pbc96``.
 PBC_CLASSES: tuple[str, ...] = (
@@ -128,3 +128,22 @@ class Dataset:
             source=self.source,
             problems=self.problems,
         )
+
+
+def image_batch(images: object, name: str = "images") -> np.ndarray:
+    """The ``uint8 (n, h, w, 3)`` RGB array of a :class:`Dataset` or of an array, else ``ValueError``.
+
+    The one input check of every batch function (features, detectors, corruptions).
+
+    Example:
+        >>> image_batch(np.zeros((2, 8, 8, 3), np.uint8)).shape
+        (2, 8, 8, 3)
+    """
+    arr = images.images if isinstance(images, Dataset) else images
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        got = f"dtype={arr.dtype}, shape={arr.shape}" if isinstance(arr, np.ndarray) else f"type={type(arr).__name__}"
+        hint = " (for a single image pass images[None])" if isinstance(arr, np.ndarray) and arr.ndim == 3 else ""
+        raise ValueError(
+            f"`{name}` must be a cellkit Dataset or a uint8 array (n, h, w, 3) RGB{hint}. Received: {name} {got}"
+        )
+    return arr

@@ -60,6 +60,7 @@ from scipy.spatial import cKDTree
 from cellkit.corrupt.color import FILTER_KINDS, color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_KINDS
 from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
+from cellkit.data.dataset import image_batch
 
 __all__ = ["COLOR_FEATURE_NAMES", "ColorFilterDetector", "background_chroma", "color_features"]
 
@@ -86,22 +87,6 @@ _SOFT_CLIP = 30.0  # robust z-scores are squashed smoothly to about +-30
 _MIN_IMAGES = 10
 
 
-def _as_images(images: Any, name: str = "images") -> np.ndarray:
-    arr = getattr(images, "images", images)  # a cellkit Dataset
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        got = (
-            f"dtype={arr.dtype}, shape={arr.shape}"
-            if isinstance(arr, np.ndarray)
-            else f"type={type(arr).__name__}"
-        )
-        raise ValueError(
-            f"`{name}` must be a cellkit Dataset or a uint8 array (n, h, w, 3) RGB. Received: {name} {got}"
-        )
-    if arr.shape[1] < 8 or arr.shape[2] < 8:
-        raise ValueError(f"`{name}` images must be at least 8x8 pixels. Received: {name}.shape={arr.shape}")
-    return arr
-
-
 def color_features(images: np.ndarray) -> np.ndarray:
     """Colour statistics of each image, ``(n, 10)`` float64 (see :data:`COLOR_FEATURE_NAMES`).
 
@@ -117,7 +102,7 @@ def color_features(images: np.ndarray) -> np.ndarray:
         >>> f.shape, bool(np.allclose(f[:, 0], np.log(101)))
         ((2, 10), True)
     """
-    x = _as_images(images)
+    x = image_batch(images)
     n, h, w, _ = x.shape
     if n == 0:
         return np.zeros((0, len(COLOR_FEATURE_NAMES)))
@@ -299,7 +284,7 @@ class ColorFilterDetector:
         """
         self._validate_params()
         start = time.perf_counter()
-        images = _as_images(images)
+        images = image_batch(images)
         n = images.shape[0]
         if n < _MIN_IMAGES:
             raise ValueError(
@@ -389,7 +374,7 @@ class ColorFilterDetector:
     def score_samples(self, images: Any) -> np.ndarray:
         """Score of each image, ``(n,)`` float in [0, 1]; lower = more likely colour-filtered."""
         self._check_fitted()
-        images = _as_images(images)
+        images = image_batch(images)
         return self._score_features(self._features(images))
 
     def decision_function(self, images: Any) -> np.ndarray:

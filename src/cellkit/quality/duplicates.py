@@ -35,6 +35,8 @@ import scipy.fft
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from cellkit.data.dataset import image_batch
+
 __all__ = [
     "DEFAULT_RADIUS",
     "duplicate_groups",
@@ -59,20 +61,6 @@ _BITS = _LOW * _LOW
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma
 _HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
-
-
-def _as_images(images: Any, name: str = "images") -> np.ndarray:
-    arr = getattr(images, "images", images)  # a cellkit Dataset
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        got = (
-            f"dtype={arr.dtype}, shape={arr.shape}"
-            if isinstance(arr, np.ndarray)
-            else f"type={type(arr).__name__}"
-        )
-        raise ValueError(
-            f"`{name}` must be a cellkit Dataset or a uint8 array (n, h, w, 3) RGB. Received: {name} {got}"
-        )
-    return arr
 
 
 def _area_matrix(size: int, out: int) -> np.ndarray:
@@ -144,7 +132,7 @@ def perceptual_hash(images: Any, *, dihedral: bool = False, batch_size: int = 20
         >>> h.shape, bool(h[0, 2] == perceptual_hash(x[:1, ::-1])[0])
         ((2, 8), True)
     """
-    images = _as_images(images)
+    images = image_batch(images)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
     n = images.shape[0]

@@ -1,0 +1,32 @@
+"""Seeded corruption generators: superpositions, colour filters, JPEG round trips.
+
+Use :func:`corrupt_dataset` to make a corrupted copy of a dataset with ground-truth
+masks (to score detectors), or the building blocks directly.
+
+Example:
+    >>> import numpy as np
+    >>> from cellkit.corrupt import overlay_bank, superpose
+    >>> cells = np.full((3, 96, 96, 3), 200, np.uint8)
+    >>> out = superpose(cells, overlay_bank("natural", 3, rng=0), alpha=0.3)
+    >>> out.shape, out.dtype
+    ((3, 96, 96, 3), dtype('uint8'))
+"""
+
+from cellkit.corrupt.color import color_filter, random_filter_gains
+from cellkit.corrupt.dataset import OVERLAY_MODES, CorruptionResult, corrupt_dataset
+from cellkit.corrupt.overlays import OVERLAY_KINDS, overlay_bank
+from cellkit.corrupt.superpose import Superpositions, jpeg_roundtrip, random_superpositions, superpose
+
+__all__ = [
+    "OVERLAY_KINDS",
+    "OVERLAY_MODES",
+    "CorruptionResult",
+    "Superpositions",
+    "color_filter",
+    "corrupt_dataset",
+    "jpeg_roundtrip",
+    "overlay_bank",
+    "random_filter_gains",
+    "random_superpositions",
+    "superpose",
+]

@@ -1,0 +1,576 @@
+"""Find superposed images without labels: a self-supervised detector.
+
+A superposed image is ``(1 - a) * cell + a * overlay``. :class:`SuperpositionDetector`
+learns what that looks like *on the user's own data*: it superposes overlays (natural
+pictures, drawings and the user's other images, :mod:`cellkit.corrupt.overlays`) on the
+user's images with ``a`` drawn from a range, sends positives and negatives through the
+same JPEG round trip, and trains a small neural network (NumPy, L-BFGS from SciPy) on
+the features of :mod:`cellkit.quality.features` to tell them apart.
+
+The user's images may already contain superpositions (the seed dataset had ~13%, some
+with one overlay reused many times), which would teach the model that they are clean.
+So ``fit`` never vouches for an image with a model trained on it:
+
+1. images sharing a component with several others (the copies of a reused overlay,
+   found by correlating band-pass images within appearance clusters) start as suspects;
+2. three cross-fitted rounds score every user image with models that did not see it,
+   the first split by appearance clusters (copies of a reused overlay land in the same
+   fold), the next two at random (clean images of every appearance are seen again, and
+   wrongly suspected ones are re-admitted); each round's suspects are left out of the
+   next round's negatives, and confidently suspected images join the positives;
+3. the final model is trained on all images not suspected against all positives; the
+   fraction of suspects estimates the contamination, the prior of the score.
+
+Scores follow scikit-learn's outlier detectors: ``score_samples`` is in ``[0, 1]`` and
+**lower means more likely superposed** (it is the estimated probability that the image
+is clean); ``decision_function = score_samples - threshold_`` is negative for issues;
+``predict`` gives ``+1`` (clean) or ``-1`` (superposed).
+
+Example:
+    >>> import cellkit
+    >>> from cellkit.corrupt import corrupt_dataset
+    >>> from cellkit.quality.superposition import SuperpositionDetector
+    >>> corrupted = corrupt_dataset(cellkit.load("sample"), seed=1)
+    >>> det = SuperpositionDetector(random_state=0).fit(corrupted.dataset)  # no labels
+    >>> flagged = det.predict(corrupted.dataset) == -1
+    >>> bool((flagged & corrupted.is_superposed).sum() > 0.8 * corrupted.is_superposed.sum())
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import scipy.cluster.vq
+import scipy.optimize
+
+from cellkit.corrupt.color import color_filter, random_filter_gains
+from cellkit.corrupt.overlays import OVERLAY_KINDS
+from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
+from cellkit.quality.features import MIN_SIZE, superposition_features
+
+__all__ = ["AUTO_THRESHOLD", "SuperpositionDetector"]
+
+#: Threshold of ``contamination="auto"``: flag images whose estimated probability of
+#: being clean is below 20%. The estimate is over-confident for the oddest clean images
+#: (overlapping red cells, smudges), so asking for 80% confidence removes more false
+#: alarms than it costs missed superpositions: on pbc96 and on the bundled sample it
+#: gave a better F1 than 0.5 for every corruption seed tried (see the benchmarks).
+AUTO_THRESHOLD = 0.2
+
+
+def _as_images(images: Any, name: str = "images") -> np.ndarray:
+    arr = getattr(images, "images", images)  # a cellkit Dataset
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        got = (
+            f"dtype={arr.dtype}, shape={arr.shape}"
+            if isinstance(arr, np.ndarray)
+            else f"type={type(arr).__name__}"
+        )
+        raise ValueError(
+            f"`{name}` must be a cellkit Dataset or a uint8 array (n, h, w, 3) RGB. Received: {name} {got}"
+        )
+    h, w = arr.shape[1:3]
+    if h < MIN_SIZE or w < MIN_SIZE or h % 8 or w % 8:
+        raise ValueError(
+            f"`{name}` images must be at least {MIN_SIZE}x{MIN_SIZE} with sides divisible by 8. "
+            f"Received: {name}.shape={arr.shape}"
+        )
+    return arr
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Best effort: run the enclosed code with a single BLAS thread, then restore.
+
+    The classifier's matrices are small: on 2 cores, OpenBLAS threads cost more in
+    synchronisation than they save (the fit on pbc96 takes about half the time in one
+    thread), and one thread makes the fit's float sums, hence the fitted model, the same
+    on every machine. Uses ``threadpoolctl`` when installed, else the thread setters of
+    the OpenBLAS builds that NumPy and SciPy wheels ship; does nothing otherwise.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+        return
+    restore = []
+    for package, suffix in (("numpy", "64_"), ("scipy", "")):
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        libs = Path(spec.origin).parent.parent / f"{package}.libs"
+        for path in sorted(libs.glob("libscipy_openblas*.so*")):
+            try:
+                lib = ctypes.CDLL(str(path))  # already loaded: the same library instance
+                get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}")
+                put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}")
+            except (OSError, AttributeError):
+                continue
+            restore.append((put, int(get())))
+            put(1)
+    try:
+        yield
+    finally:
+        for put, threads in restore:
+            put(threads)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+class _MLP:
+    """A one-hidden-layer ReLU network for binary classification, trained by L-BFGS.
+
+    Full batch, float32 arithmetic, weighted logistic loss (weights normalised to mean 1)
+    plus ``l2 / n`` times the squared weights, so the penalty acts like a fixed prior
+    whose pull fades as data grow. Inputs are standardised. The output is a logit.
+    Deterministic for a given ``seed``, data and BLAS thread count.
+    """
+
+    def __init__(self, hidden: int, l2: float, max_iter: int, seed: int) -> None:
+        self.hidden, self.l2, self.max_iter, self.seed = hidden, l2, max_iter, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> _MLP:
+        self.mean_ = x.mean(axis=0).astype(np.float32)
+        scale = x.std(axis=0)
+        self.scale_ = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
+        z = (x - self.mean_) / self.scale_
+        n, d = z.shape
+        h = self.hidden
+        y = y.astype(np.float32)
+        w = (weight / weight.sum()).astype(np.float32)
+        decay = np.float32(self.l2 / n)
+        rng = np.random.default_rng(self.seed)
+        p0 = np.concatenate(
+            [rng.normal(0, np.sqrt(2.0 / d), d * h), np.zeros(h), rng.normal(0, np.sqrt(1.0 / h), h), [0.0]]
+        )
+        grad = np.empty(p0.size, np.float64)
+
+        def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
+            w1, b1, w2, b2 = self._unpack(p.astype(np.float32), d)
+            a = z @ w1
+            a += b1
+            hid = np.maximum(a, 0)
+            o = hid @ w2 + b2
+            value = float(w @ (np.logaddexp(0, o) - y * o)) + float(
+                decay * ((w1 * w1).sum() + (w2 * w2).sum())
+            )
+            g = (_sigmoid(o) - y) * w
+            gh = np.outer(g, w2)
+            gh *= a > 0
+            grad[: d * h] = (z.T @ gh + 2 * decay * w1).ravel()
+            grad[d * h : d * h + h] = gh.sum(axis=0)
+            grad[d * h + h : d * h + 2 * h] = hid.T @ g + 2 * decay * w2
+            grad[-1] = g.sum()
+            return value, grad
+
+        res = scipy.optimize.minimize(
+            loss, p0, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter}
+        )
+        self.params_ = res.x.astype(np.float32)
+        self.n_iter_ = int(res.nit)
+        self.d_ = d
+        return self
+
+    def _unpack(self, p: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.float32]:
+        h = self.hidden
+        return p[: d * h].reshape(d, h), p[d * h : d * h + h], p[d * h + h : d * h + 2 * h], p[-1]
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        w1, b1, w2, b2 = self._unpack(self.params_, self.d_)
+        z = (x - self.mean_) / self.scale_
+        return (np.maximum(z @ w1 + b1, 0) @ w2 + b2).astype(np.float64)
+
+
+def _clusters(x: np.ndarray, rng: np.random.Generator, n_clusters: int = 16, dims: int = 32) -> np.ndarray:
+    """k-means cluster labels of feature rows ``x`` on their leading principal components."""
+    n = x.shape[0]
+    z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
+    sample = z[rng.permutation(n)[: min(n, 4000)]]
+    _, _, vt = np.linalg.svd(sample, full_matrices=False)
+    proj = (z @ vt[:dims].T).astype(np.float64)
+    k = int(min(n_clusters, max(2, n // 20)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "One of the clusters is empty": harmless here
+        _, labels = scipy.cluster.vq.kmeans2(proj, k, minit="++", seed=rng)
+    return labels.astype(np.int64)
+
+
+def _cluster_folds(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two folds made of whole clusters, largest clusters first into the smaller fold."""
+    sizes = np.bincount(labels)
+    cluster_fold = np.zeros(len(sizes), np.int64)
+    load = [0, 0]
+    for c in np.argsort(-sizes, kind="stable"):
+        f = int(np.argmin(load))
+        cluster_fold[c] = f
+        load[f] += int(sizes[c])
+    if min(load) == 0:  # a single cluster: fall back to a random split
+        return rng.permutation(len(labels)) % 2
+    return cluster_fold[labels]
+
+
+def _bandpass_vectors(images: np.ndarray) -> np.ndarray:
+    """Unit-norm band-pass luma vectors of the image periphery, ``(n, d)`` float32.
+
+    Luma at a third of the size, minus its Gaussian blur (sigma 1): the scale of overlay
+    strokes and text. The central disc, where the cell sits in every image, is left out
+    so that two clean images hardly correlate, while two images superposed with the
+    same overlay do (they share ``alpha * overlay``).
+    """
+    n, h, w, _ = images.shape
+    sh, sw = h // 3, w // 3
+    v = np.empty((n, 0), np.float32)
+    for s in range(0, n, 2048):
+        chunk = np.ascontiguousarray(images[s : s + 2048])
+        m = chunk.shape[0]
+        g = cv2.cvtColor(chunk.reshape(m * h, w, 3), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        small = cv2.resize(g, (sw, m * sh), interpolation=cv2.INTER_AREA)
+        hp = (small - cv2.GaussianBlur(small, (7, 7), 1.0, borderType=cv2.BORDER_REFLECT)).reshape(m, sh, sw)
+        yy, xx = np.mgrid[0:sh, 0:sw]
+        ry, rx = (yy - (sh - 1) / 2) / (0.31 * sh), (xx - (sw - 1) / 2) / (0.31 * sw)
+        mask = ry**2 + rx**2 > 1
+        mask[:3], mask[-3:], mask[:, :3], mask[:, -3:] = False, False, False, False  # blur border effects
+        part = hp[:, mask]
+        v = part if s == 0 else np.concatenate([v, part])
+    v -= v.mean(axis=1, keepdims=True)
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+    return v
+
+
+def _shared_component_suspects(
+    images: np.ndarray, clusters: np.ndarray, top: int = 5, z_threshold: float = 5.0
+) -> np.ndarray:
+    """Images that share a component with several others: copies of a reused overlay.
+
+    Within each cluster, the mean of each image's ``top`` highest correlations with the
+    other images' :func:`_bandpass_vectors`; images whose value is more than
+    ``z_threshold`` robust standard deviations (median absolute deviation) above the
+    median are flagged. Exact duplicates are flagged too, which only keeps them out of
+    the first round's negatives.
+    """
+    n = images.shape[0]
+    v = _bandpass_vectors(images)
+    stat = np.zeros(n)
+    for c in np.unique(clusters):
+        members = np.flatnonzero(clusters == c)
+        if members.size <= top:
+            continue
+        vm = v[members]
+        for s in range(0, members.size, 1024):
+            g = vm[s : s + 1024] @ vm.T
+            rows = np.arange(g.shape[0])
+            g[rows, s + rows] = -1.0  # not oneself
+            best = -np.partition(-g, top - 1, axis=1)[:, :top]
+            stat[members[s : s + 1024]] = best.mean(axis=1)
+    med = np.median(stat)
+    mad = 1.4826 * np.median(np.abs(stat - med))
+    return stat > med + z_threshold * max(mad, 1e-3)
+
+
+class SuperpositionDetector:
+    """Self-supervised detector of superposed images (no labels needed).
+
+    Args:
+        contamination: ``"auto"``: flag images whose estimated probability of being
+            clean (under the contamination estimated at fit time) is below
+            :data:`AUTO_THRESHOLD`; a float in ``(0, 0.5]``: flag that fraction of the
+            images seen by ``fit``.
+        threshold: an explicit threshold on :meth:`score_samples` (overrides
+            ``contamination``).
+        alpha: range of overlay weights of the synthetic superpositions.
+        overlay_kinds: overlay kinds used for the synthetic superpositions.
+        synthetic_ratio: synthetic superpositions per training image.
+        jpeg_quality: the JPEG round trip applied to positives *and* negatives during
+            training (``None`` for none), so that re-encoding is no cue.
+        color_augment: fraction of the training images (both classes) seen through a
+            random colour filter, so that a colour cast (e.g. the blue-filtered images of
+            the seed dataset) is no cue for superposition.
+        hidden_units: width of the hidden layer of the classifier.
+        l2: L2 penalty of the classifier's weights, per training sample (the weight
+            decay is ``l2 / n_samples``: strong for a few hundred images, light for 10k).
+        max_iter: L-BFGS iterations per training round.
+        max_train_images: at most this many user images are used for training.
+        refine_rounds: cross-fitted rounds at random after the first (clustered) one;
+            each re-scores every user image and updates the suspects left out of the
+            negatives.
+        pseudo_logit: from the second round on, user images whose out-of-fold logit
+            exceeds this are also used as positives.
+        batch_size: images per batch when computing features (bounds memory).
+        n_jobs: threads used for the features.
+        random_state: seed of the synthesis, the split and the initial weights.
+
+    Fitted attributes (about the images used for training: all of them, or a random
+    ``max_train_images`` of them):
+        threshold_: the decision threshold on :meth:`score_samples`.
+        contamination_: estimated fraction of superposed images among those fitted.
+        prior_logit_: ``log(contamination_ / (1 - contamination_))``, added to the logit.
+        image_shape_: ``(h, w, 3)`` of the fitted images.
+        suspects_: ``bool`` mask of the images left out of the final model's negatives.
+        n_suspects_: ``suspects_.sum()``.
+        oof_logit_: each image's out-of-fold log-odds of superposition (last round).
+        n_shared_component_: images found sharing a component with others (step 1).
+        n_pseudo_positives_: images used as positives by the final model.
+        n_iter_: L-BFGS iterations of the final model.
+        fit_time_: seconds spent in ``fit``.
+    """
+
+    def __init__(
+        self,
+        contamination: str | float = "auto",
+        threshold: float | None = None,
+        *,
+        alpha: Sequence[float] = (0.15, 0.7),
+        overlay_kinds: Sequence[str] = OVERLAY_KINDS,
+        synthetic_ratio: float = 1.0,
+        jpeg_quality: int | None = 90,
+        color_augment: float = 0.1,
+        hidden_units: int = 16,
+        l2: float = 10.0,
+        max_iter: int = 100,
+        max_train_images: int = 20000,
+        refine_rounds: int = 2,
+        pseudo_logit: float = 3.0,
+        batch_size: int = 4096,
+        n_jobs: int = 2,
+        random_state: int | None = 0,
+    ) -> None:
+        self.contamination = contamination
+        self.threshold = threshold
+        self.alpha = alpha
+        self.overlay_kinds = overlay_kinds
+        self.synthetic_ratio = synthetic_ratio
+        self.jpeg_quality = jpeg_quality
+        self.color_augment = color_augment
+        self.hidden_units = hidden_units
+        self.l2 = l2
+        self.max_iter = max_iter
+        self.max_train_images = max_train_images
+        self.refine_rounds = refine_rounds
+        self.pseudo_logit = pseudo_logit
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # -- parameters ---------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters (scikit-learn convention)."""
+        names = (
+            "contamination threshold alpha overlay_kinds synthetic_ratio jpeg_quality color_augment hidden_units l2 "
+            "max_iter max_train_images refine_rounds pseudo_logit batch_size n_jobs random_state"
+        ).split()
+        return {k: getattr(self, k) for k in names}
+
+    def __repr__(self) -> str:
+        defaults = SuperpositionDetector().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return "SuperpositionDetector(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+
+    def _validate_params(self) -> None:
+        c = self.contamination
+        if not (c == "auto" or (isinstance(c, (float, int)) and not isinstance(c, bool) and 0 < c <= 0.5)):
+            raise ValueError(
+                f'`contamination` must be "auto" or a float in (0, 0.5]. Received: contamination={c!r}'
+            )
+        t = self.threshold
+        if t is not None and not (isinstance(t, (float, int)) and not isinstance(t, bool) and 0 <= t <= 1):
+            raise ValueError(f"`threshold` must be None or a float in [0, 1]. Received: threshold={t!r}")
+        check_alpha_range(self.alpha)
+        check_kinds(self.overlay_kinds)
+        for name, low in (
+            ("refine_rounds", 0),
+            ("hidden_units", 1),
+            ("max_iter", 1),
+            ("max_train_images", 10),
+            ("batch_size", 1),
+            ("n_jobs", 1),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={v!r}")
+        if not (isinstance(self.synthetic_ratio, (float, int)) and 0 < self.synthetic_ratio <= 4):
+            raise ValueError(
+                f"`synthetic_ratio` must be in (0, 4]. Received: synthetic_ratio={self.synthetic_ratio!r}"
+            )
+        if not (isinstance(self.color_augment, (float, int)) and 0 <= self.color_augment <= 1):
+            raise ValueError(
+                f"`color_augment` must be in [0, 1]. Received: color_augment={self.color_augment!r}"
+            )
+        if isinstance(self.pseudo_logit, bool) or not isinstance(self.pseudo_logit, (float, int)):
+            raise ValueError(f"`pseudo_logit` must be a number. Received: pseudo_logit={self.pseudo_logit!r}")
+        if not (isinstance(self.l2, (float, int)) and self.l2 >= 0):
+            raise ValueError(f"`l2` must be >= 0. Received: l2={self.l2!r}")
+
+    # -- fitting ------------------------------------------------------------------------
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        parts = [
+            superposition_features(images[s : s + self.batch_size], n_jobs=self.n_jobs)
+            for s in range(0, images.shape[0], self.batch_size)
+        ]
+        return np.concatenate(parts, axis=0) if parts else superposition_features(images[:0])
+
+    def _train(self, x_neg: np.ndarray, x_pos: np.ndarray, seed: int) -> _MLP:
+        """Train a classifier superposed (1) vs clean (0), the two classes weighted equally."""
+        x = np.concatenate([x_neg, x_pos])
+        y = np.r_[np.zeros(len(x_neg)), np.ones(len(x_pos))]
+        weight = np.where(y > 0, 0.5 / max(len(x_pos), 1), 0.5 / max(len(x_neg), 1))
+        return _MLP(int(self.hidden_units), float(self.l2), int(self.max_iter), seed).fit(x, y, weight)
+
+    def _color_augment(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A copy of ``images`` where a ``color_augment`` fraction went through a random filter."""
+        pick = np.flatnonzero(rng.random(images.shape[0]) < self.color_augment)
+        if pick.size == 0:
+            return images
+        half = pick.size // 2
+        gains = np.concatenate(
+            [
+                random_filter_gains(half, rng, kind="blue"),
+                random_filter_gains(pick.size - half, rng, kind="any"),
+            ]
+        )
+        out = images.copy()
+        out[pick] = color_filter(images[pick], gains)
+        return out
+
+    def fit(self, images: Any, y: None = None) -> SuperpositionDetector:
+        """Learn to find superpositions in ``images`` (a Dataset or uint8 array); no labels.
+
+        ``y`` is ignored (present for API consistency). Returns ``self``. BLAS runs in
+        one thread meanwhile (:func:`_one_blas_thread`): faster here, and the same fitted
+        model whatever the machine's core count.
+        """
+        self._validate_params()
+        start = time.perf_counter()
+        with _one_blas_thread():
+            self._fit(images)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _fit(self, images: Any) -> None:
+        images = _as_images(images)
+        n = images.shape[0]
+        if n < 20:
+            raise ValueError(
+                f"`images` must hold at least 20 images to fit the detector. Received: {n} images"
+            )
+        rng = np.random.default_rng(self.random_state)
+        seed = int(rng.integers(0, 2**31 - 1))
+        if n > self.max_train_images:
+            images = images[np.sort(rng.choice(n, self.max_train_images, replace=False))]
+            n = images.shape[0]
+
+        # Positives: superposed copies of the user's images; negatives: the images. Both
+        # go through the same JPEG round trip.
+        n_pos = max(int(round(self.synthetic_ratio * n)), 10)
+        base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
+        synth = random_superpositions(
+            images, n_pos, rng, alpha=self.alpha, kinds=self.overlay_kinds, base=base
+        )
+        x_neg = self._features(jpeg_roundtrip(self._color_augment(images, rng), self.jpeg_quality))
+        x_pos = self._features(jpeg_roundtrip(self._color_augment(synth.images, rng), self.jpeg_quality))
+        del synth
+
+        # Rounds of cross-fitting: every user image is scored by models that never saw it,
+        # and the images found suspicious are left out of the negatives of later rounds.
+        # Round 1 splits by appearance clusters, so that copies of one overlay reused many
+        # times fall in the same fold (a model that saw them as "clean" cannot vouch for
+        # them) and starts without the images that share a component with many others;
+        # later rounds split at random, so that clean images of every appearance are seen
+        # again and wrongly suspected ones are re-admitted. From round 2 on, confidently
+        # suspected images also serve as positives (pseudo-labels).
+        clusters = _clusters(x_neg, rng)
+        suspects = _shared_component_suspects(images, clusters)
+        self.n_shared_component_ = int(suspects.sum())
+        folds = [_cluster_folds(clusters, rng)] + [rng.permutation(n) % 2 for _ in range(self.refine_rounds)]
+        pseudo = np.zeros(n, bool)
+        for r, fold in enumerate(folds):
+            oof = np.zeros(n)
+            for k in (0, 1):
+                tr_neg = (fold != k) & ~suspects
+                tr_pos = fold[base] != k
+                x_p = np.concatenate([x_pos[tr_pos], x_neg[(fold != k) & pseudo]])
+                model = self._train(x_neg[tr_neg], x_p, seed + 2 * r + k)
+                oof[fold == k] = model.logit(x_neg[fold == k])
+            suspects = oof > 0.0  # balanced odds favour "superposed"
+            if r >= 1:
+                pseudo = oof > self.pseudo_logit
+        contamination = float(np.clip(suspects.mean(), 1e-3, 0.5))
+
+        # Final model: synthetic and pseudo-labelled positives against the images not suspected.
+        model = self._train(x_neg[~suspects], np.concatenate([x_pos, x_neg[pseudo]]), seed + 2 * len(folds))
+
+        self.model_ = model
+        self.contamination_ = contamination
+        self.prior_logit_ = float(np.log(contamination / (1.0 - contamination)))
+        self.image_shape_ = tuple(images.shape[1:])
+        self.n_suspects_ = int(suspects.sum())
+        self.n_iter_ = model.n_iter_
+        self.suspects_ = suspects
+        self.oof_logit_ = oof
+        self.n_pseudo_positives_ = int(pseudo.sum())
+        if self.threshold is not None:
+            self.threshold_ = float(self.threshold)
+        elif self.contamination == "auto":
+            self.threshold_ = AUTO_THRESHOLD
+        else:
+            train_scores = self.score_features(x_neg)
+            self.threshold_ = float(np.quantile(train_scores, float(self.contamination)))
+
+    # -- scoring ------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(
+                "This SuperpositionDetector is not fitted yet: call `fit(images)` before scoring."
+            )
+
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        """:meth:`score_samples` from precomputed :func:`~cellkit.quality.features.superposition_features`.
+
+        The probability of being clean under the contamination estimated at fit time:
+        ``sigmoid(-(logit + prior_logit_))`` where ``logit`` is the classifier's
+        (class-balanced) log-odds of superposition.
+        """
+        self._check_fitted()
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.model_.d_:
+            raise ValueError(
+                f"`features` must have shape (n, {self.model_.d_}). Received: features.shape={x.shape}"
+            )
+        return _sigmoid(-(self.model_.logit(x) + self.prior_logit_))
+
+    def score_samples(self, images: Any) -> np.ndarray:
+        """Probability that each image is clean, ``(n,)`` float in [0, 1]; lower = superposed."""
+        self._check_fitted()
+        images = _as_images(images)
+        if tuple(images.shape[1:]) != self.image_shape_:
+            raise ValueError(
+                f"`images` must have the fitted image shape {self.image_shape_}. Received: images.shape={images.shape}"
+            )
+        return self.score_features(self._features(images))
+
+    def decision_function(self, images: Any) -> np.ndarray:
+        """``score_samples(images) - threshold_``: negative for likely superpositions."""
+        self._check_fitted()
+        return self.score_samples(images) - self.threshold_
+
+    def predict(self, images: Any) -> np.ndarray:
+        """``+1`` for clean images, ``-1`` for likely superpositions, ``(n,)`` int."""
+        return np.where(self.decision_function(images) < 0, -1, 1)
+
+    def fit_predict(self, images: Any, y: None = None) -> np.ndarray:
+        """``fit(images).predict(images)``."""
+        return self.fit(images).predict(images)

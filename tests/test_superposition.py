@@ -1,0 +1,259 @@
+"""Tests of the superposition features and the self-supervised SuperpositionDetector.
+
+The detector is fitted once per module, on the bundled sample corrupted the way the seed
+dataset was (13% superposed, 2% blue-filtered, every image JPEG re-encoded), without
+labels, with a detector seed different from the corruption seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cellkit.corrupt import CorruptionResult, corrupt_dataset, overlay_bank, superpose
+from cellkit.corrupt.overlays import dihedral
+from cellkit.data import Dataset
+from cellkit.quality.features import (
+    color_features,
+    edge_features,
+    feature_names,
+    spectral_features,
+    superposition_features,
+)
+from cellkit.quality.superposition import AUTO_THRESHOLD, SuperpositionDetector
+
+#: Scores of an image and of its flips/quarter turns agree to this (features are exactly
+#: invariant; only float32 summation order differs).
+INVARIANCE_TOL = 1e-4
+
+
+def _auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    r = rankdata(score)
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+@pytest.fixture(scope="module")
+def corrupted(sample: Dataset) -> CorruptionResult:
+    return corrupt_dataset(sample, seed=11)
+
+
+@pytest.fixture(scope="module")
+def detector(corrupted: CorruptionResult) -> SuperpositionDetector:
+    return SuperpositionDetector(random_state=0).fit(corrupted.dataset)
+
+
+@pytest.fixture(scope="module")
+def scores(detector: SuperpositionDetector, corrupted: CorruptionResult) -> np.ndarray:
+    return detector.score_samples(corrupted.dataset)
+
+
+# -- features -------------------------------------------------------------------------------
+
+
+def test_features_shapes_names_and_purity(sample: Dataset) -> None:
+    x = sample.images[:7]
+    before = x.copy()
+    f = superposition_features(x)
+    assert f.shape == (7, len(feature_names())) and f.dtype == np.float32
+    assert np.all(np.isfinite(f))
+    assert np.array_equal(x, before)
+    parts = [spectral_features(x), edge_features(x), color_features(x)]
+    assert np.allclose(np.concatenate(parts, axis=1), f, atol=1e-6)
+    assert superposition_features(x[:0]).shape == (0, len(feature_names()))
+    assert sum(fn(x[:0]).shape[1] for fn in (spectral_features, edge_features, color_features)) == f.shape[1]
+
+
+def test_features_of_a_batch_equal_features_of_each_image(sample: Dataset) -> None:
+    """No leak between neighbouring images of the stacked batch, across chunk borders too."""
+    x = sample.images[:300]
+    batch = superposition_features(x, n_jobs=2)
+    for i in (0, 1, 254, 255, 299):
+        alone = superposition_features(x[i : i + 1])
+        np.testing.assert_allclose(batch[i], alone[0], atol=1e-5)
+
+
+def test_features_are_invariant_to_flips_and_quarter_turns(sample: Dataset) -> None:
+    x = sample.images[:16]
+    f = superposition_features(x)
+    for k in range(1, 8):
+        g = superposition_features(np.ascontiguousarray(dihedral(x, np.full(16, k))))
+        np.testing.assert_allclose(g, f, atol=1e-5)
+
+
+def test_histogram_features_are_distributions(sample: Dataset) -> None:
+    """Each edge histogram (per pyramid level and filter) and the luma histogram sum to 1."""
+    f = superposition_features(sample.images[:5])
+    names = np.array([n.rstrip("0123456789") for n in feature_names()])
+    groups = [g for g in dict.fromkeys(names) if g.startswith("edge_") or g == "color_luma"]
+    assert len(groups) == 9
+    for g in groups:
+        np.testing.assert_allclose(f[:, names == g].sum(axis=1), 1.0, atol=1e-5, err_msg=g)
+    chroma = f[:, names == "color_chroma"]  # square roots of fractions
+    np.testing.assert_allclose((chroma**2).sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        np.zeros((2, 96, 96, 3), np.float32),
+        np.zeros((2, 96, 96), np.uint8),
+        np.zeros((2, 96, 96, 4), np.uint8),
+        np.zeros((2, 20, 20, 3), np.uint8),
+        [[1, 2, 3]],
+    ],
+)
+def test_features_reject_bad_images(images: object) -> None:
+    with pytest.raises(ValueError, match="images"):
+        superposition_features(images)  # type: ignore[arg-type]
+
+
+# -- detector -------------------------------------------------------------------------------
+
+
+def test_detector_finds_superpositions_without_labels(
+    detector: SuperpositionDetector, corrupted: CorruptionResult, scores: np.ndarray
+) -> None:
+    sup = corrupted.is_superposed
+    assert _auroc(sup, -scores) >= 0.97
+    pred = detector.predict(corrupted.dataset)
+    tp, fp = int(((pred == -1) & sup).sum()), int(((pred == -1) & ~sup).sum())
+    assert tp >= 0.8 * sup.sum() and fp <= 0.03 * (~sup).sum()
+
+
+def test_detector_scores_follow_the_outlier_api(
+    detector: SuperpositionDetector, corrupted: CorruptionResult, scores: np.ndarray
+) -> None:
+    images = corrupted.dataset.images
+    assert scores.shape == (len(images),) and scores.dtype == np.float64
+    assert np.all((scores >= 0) & (scores <= 1))
+    np.testing.assert_array_equal(detector.score_samples(images), scores)  # Dataset or array
+    np.testing.assert_allclose(detector.decision_function(images), scores - detector.threshold_)
+    pred = detector.predict(images)
+    assert set(np.unique(pred)) <= {-1, 1}
+    np.testing.assert_array_equal(pred == -1, scores < detector.threshold_)
+    assert detector.threshold_ == AUTO_THRESHOLD and 0 < detector.contamination_ < 0.5
+    assert detector.image_shape_ == (96, 96, 3)
+
+
+def test_detector_scores_in_batches_like_all_at_once(
+    detector: SuperpositionDetector, corrupted: CorruptionResult
+) -> None:
+    images = corrupted.dataset.images[:50]
+    small_batches = SuperpositionDetector(batch_size=7)
+    small_batches.__dict__.update({k: v for k, v in detector.__dict__.items() if k.endswith("_")})
+    np.testing.assert_allclose(small_batches.score_samples(images), detector.score_samples(images), atol=1e-6)
+
+
+@given(index=st.integers(0, 479), k=st.integers(1, 7))
+def test_scores_are_invariant_to_flips_and_quarter_turns(
+    detector: SuperpositionDetector, corrupted: CorruptionResult, scores: np.ndarray, index: int, k: int
+) -> None:
+    x = corrupted.dataset.images[index : index + 1]
+    turned = np.ascontiguousarray(dihedral(x, np.array([k])))
+    assert abs(detector.score_samples(turned)[0] - scores[index]) <= INVARIANCE_TOL
+
+
+@given(index=st.integers(0, 479), alpha=st.floats(0.0, 0.01), seed=st.integers(0, 1000))
+def test_a_vanishing_superposition_scores_like_the_clean_image(
+    detector: SuperpositionDetector, sample: Dataset, index: int, alpha: float, seed: int
+) -> None:
+    x = sample.images[index : index + 1]
+    over = overlay_bank("drawn", 1, rng=seed)
+    clean = detector.score_samples(x)[0]
+    faint = detector.score_samples(superpose(x, over, alpha))[0]
+    assert abs(faint - clean) <= 0.05
+
+
+def test_stronger_superpositions_score_lower(detector: SuperpositionDetector, sample: Dataset) -> None:
+    x = sample.images[::8]
+    over = overlay_bank("natural", len(x), rng=1)
+    means = [detector.score_samples(superpose(x, over, a)).mean() for a in (0.0, 0.2, 0.5)]
+    assert means[0] > means[1] > means[2]
+    assert means[0] > 0.9 and means[2] < 0.1
+
+
+def test_fit_is_deterministic_for_a_random_state(sample: Dataset) -> None:
+    x = sample.images[::4]
+    kw = {"max_iter": 20, "refine_rounds": 1, "random_state": 3}
+    a = SuperpositionDetector(**kw).fit(x).score_samples(x)
+    b = SuperpositionDetector(**kw).fit(x).score_samples(x)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_contamination_fraction_sets_the_threshold(sample: Dataset) -> None:
+    x = sample.images[::4]
+    det = SuperpositionDetector(contamination=0.1, max_iter=20, refine_rounds=1).fit(x)
+    assert 0.0 < det.threshold_ < 1.0
+    flagged = (det.predict(x) == -1).mean()
+    assert 0.02 <= flagged <= 0.25  # the quantile was taken on the JPEG-re-encoded copies
+    fixed = SuperpositionDetector(threshold=0.2, max_iter=20, refine_rounds=0).fit(x)
+    assert fixed.threshold_ == 0.2
+
+
+def test_params_and_repr() -> None:
+    det = SuperpositionDetector(contamination=0.05, random_state=4)
+    params = det.get_params()
+    assert params["contamination"] == 0.05 and params["random_state"] == 4
+    assert "contamination=0.05" in repr(det) and "threshold" not in repr(det)
+    assert not hasattr(det, "threshold_")  # __init__ only stores parameters
+
+
+def test_unfitted_detector_raises() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SuperpositionDetector().score_samples(np.zeros((1, 96, 96, 3), np.uint8))
+    with pytest.raises(RuntimeError, match="fit"):
+        SuperpositionDetector().predict(np.zeros((1, 96, 96, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (np.zeros((30, 96, 96, 3), np.float64), "images.*uint8"),
+        (np.zeros((30, 96, 96), np.uint8), "images"),
+        (np.zeros((5, 96, 96, 3), np.uint8), "at least 20 images"),
+        ("cells/", "images"),
+    ],
+)
+def test_fit_rejects_bad_images(images: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SuperpositionDetector().fit(images)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"contamination": 0.9}, "contamination"),
+        ({"contamination": "most"}, "contamination"),
+        ({"threshold": 2.0}, "threshold"),
+        ({"alpha": (0.8, 0.1)}, "alpha"),
+        ({"overlay_kinds": ("video",)}, "overlay kinds"),
+        ({"hidden_units": 0}, "hidden_units"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"color_augment": 2.0}, "color_augment"),
+    ],
+)
+def test_fit_rejects_bad_params(params: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SuperpositionDetector(**params).fit(np.zeros((30, 96, 96, 3), np.uint8))
+
+
+def test_score_rejects_other_image_sizes(detector: SuperpositionDetector) -> None:
+    with pytest.raises(ValueError, match="fitted image shape"):
+        detector.score_samples(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_score_features_matches_score_samples(
+    detector: SuperpositionDetector, corrupted: CorruptionResult
+) -> None:
+    images = corrupted.dataset.images[:30]
+    np.testing.assert_allclose(
+        detector.score_features(superposition_features(images)), detector.score_samples(images), atol=1e-9
+    )
+    with pytest.raises(ValueError, match="features"):
+        detector.score_features(np.zeros((3, 5), np.float32))
