@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from cellkit.data.dataset import image_batch
+
 __all__ = [
     "NATURAL_PICTURES",
     "OVERLAY_KINDS",
@@ -338,19 +340,7 @@ def cell_overlays(
 def _check_pool(cells: np.ndarray | None) -> np.ndarray:
     if cells is None:
         raise ValueError('`cells` (a uint8 (m, h, w, 3) image array) is required for kind="cells".')
-    images = getattr(cells, "images", cells)  # accept a Dataset
-    if (
-        not isinstance(images, np.ndarray)
-        or images.dtype != np.uint8
-        or images.ndim != 4
-        or images.shape[-1] != 3
-    ):
-        got = (
-            f"dtype={images.dtype}, shape={images.shape}"
-            if isinstance(images, np.ndarray)
-            else type(images).__name__
-        )
-        raise ValueError(f"`cells` must be a uint8 array (m, h, w, 3). Received: cells {got}")
+    images = image_batch(cells, "cells")
     if images.shape[0] == 0:
         raise ValueError("`cells` must hold at least one image. Received: cells.shape[0]=0")
     return images

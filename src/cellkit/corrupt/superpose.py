@@ -24,25 +24,13 @@ import cv2
 import numpy as np
 
 from cellkit.corrupt.overlays import OVERLAY_KINDS, cell_overlays, overlay_bank
+from cellkit.data.dataset import image_batch
 
 __all__ = ["Superpositions", "jpeg_roundtrip", "random_superpositions", "superpose"]
 
 
 def _check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
-    images = getattr(images, "images", images)  # accept a Dataset
-    if (
-        not isinstance(images, np.ndarray)
-        or images.dtype != np.uint8
-        or images.ndim != 4
-        or images.shape[-1] != 3
-    ):
-        got = (
-            f"dtype={images.dtype}, shape={images.shape}"
-            if isinstance(images, np.ndarray)
-            else type(images).__name__
-        )
-        raise ValueError(f"`{name}` must be a uint8 array (n, h, w, 3) RGB. Received: {name} {got}")
-    return images
+    return image_batch(images, name)
 
 
 def superpose(images: np.ndarray, overlays: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:

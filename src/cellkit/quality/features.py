@@ -36,6 +36,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from cellkit.data.dataset import image_batch
 from cellkit.filters.kernels import laplacian_kernel, sobel_kernels
 
 __all__ = [
@@ -63,19 +64,7 @@ _CHROMA_BINS = 8
 
 
 def _check(images: np.ndarray) -> np.ndarray:
-    images = getattr(images, "images", images)  # a Dataset
-    if (
-        not isinstance(images, np.ndarray)
-        or images.dtype != np.uint8
-        or images.ndim != 4
-        or images.shape[-1] != 3
-    ):
-        got = (
-            f"dtype={images.dtype}, shape={images.shape}"
-            if isinstance(images, np.ndarray)
-            else type(images).__name__
-        )
-        raise ValueError(f"`images` must be a uint8 array (n, h, w, 3) RGB. Received: images {got}")
+    images = image_batch(images)
     h, w = images.shape[1:3]
     if h < MIN_SIZE or w < MIN_SIZE or h % 8 or w % 8:
         raise ValueError(

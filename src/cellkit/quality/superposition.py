@@ -56,7 +56,8 @@ import scipy.optimize
 from cellkit.corrupt.color import color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_KINDS
 from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
-from cellkit.quality.features import MIN_SIZE, superposition_features
+from cellkit.data.dataset import image_batch
+from cellkit.quality.features import superposition_features
 
 __all__ = ["AUTO_THRESHOLD", "SuperpositionDetector"]
 
@@ -66,26 +67,6 @@ __all__ = ["AUTO_THRESHOLD", "SuperpositionDetector"]
 #: alarms than it costs missed superpositions: on pbc96 and on the bundled sample it
 #: gave a better F1 than 0.5 for every corruption seed tried (see the benchmarks).
 AUTO_THRESHOLD = 0.2
-
-
-def _as_images(images: Any, name: str = "images") -> np.ndarray:
-    arr = getattr(images, "images", images)  # a cellkit Dataset
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        got = (
-            f"dtype={arr.dtype}, shape={arr.shape}"
-            if isinstance(arr, np.ndarray)
-            else f"type={type(arr).__name__}"
-        )
-        raise ValueError(
-            f"`{name}` must be a cellkit Dataset or a uint8 array (n, h, w, 3) RGB. Received: {name} {got}"
-        )
-    h, w = arr.shape[1:3]
-    if h < MIN_SIZE or w < MIN_SIZE or h % 8 or w % 8:
-        raise ValueError(
-            f"`{name}` images must be at least {MIN_SIZE}x{MIN_SIZE} with sides divisible by 8. "
-            f"Received: {name}.shape={arr.shape}"
-        )
-    return arr
 
 
 @contextlib.contextmanager
@@ -461,7 +442,7 @@ class SuperpositionDetector:
         return self
 
     def _fit(self, images: Any) -> None:
-        images = _as_images(images)
+        images = image_batch(images)
         n = images.shape[0]
         if n < 20:
             raise ValueError(
@@ -555,7 +536,7 @@ class SuperpositionDetector:
     def score_samples(self, images: Any) -> np.ndarray:
         """Probability that each image is clean, ``(n,)`` float in [0, 1]; lower = superposed."""
         self._check_fitted()
-        images = _as_images(images)
+        images = image_batch(images)
         if tuple(images.shape[1:]) != self.image_shape_:
             raise ValueError(
                 f"`images` must have the fitted image shape {self.image_shape_}. Received: images.shape={images.shape}"
