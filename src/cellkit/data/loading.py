@@ -82,7 +82,7 @@ class FolderIndex:
         return len(self.files)
 
     def ids(self, start: int = 0, stop: int | None = None) -> list[str]:
-        return [f.relative_to(self.root).as_posix() for f in self.files[start:stop]]
+        return [f"{f.parent.name}/{f.name}" for f in self.files[start:stop]]
 
 
 def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None = None) -> FolderIndex:
@@ -111,8 +111,11 @@ def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None
     for label, name in enumerate(names):
         folder = root / name
         images = sorted(
-            p for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+            (
+                p for p in folder.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+            ),
+            key=lambda p: p.name,
         )
         if not images:
             raise DataError(
@@ -188,10 +191,14 @@ def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarr
 def _decode_many(
     paths: Sequence[Path], convert: bool, size: tuple[int, int] | None
 ) -> list[np.ndarray | str]:
-    if len(paths) < 16:
+    if len(paths) < 16 or _DECODE_THREADS == 1:
         return [_decode(p, convert, size) for p in paths]
-    with ThreadPoolExecutor(_DECODE_THREADS) as pool:  # cv2 releases the GIL while decoding
-        return list(pool.map(lambda p: _decode(p, convert, size), paths))
+    # one task per thread (not per file): OpenCV releases the GIL while decoding
+    step = -(-len(paths) // _DECODE_THREADS)
+    chunks = [paths[i : i + step] for i in range(0, len(paths), step)]
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        parts = pool.map(lambda chunk: [_decode(p, convert, size) for p in chunk], chunks)
+        return [out for part in parts for out in part]
 
 
 def _report(problems: list[tuple[str, str]], strict: bool, where: str) -> None:
@@ -306,24 +313,33 @@ def load(
     if root.suffix.lower() == ".npz":
         return _load_npz(root, convert=convert, class_names=class_names)
     index = index_folder(root, class_names)
-    parts = list(
-        iter_batches(root, 1024, strict=strict, convert=convert, size=size, class_names=class_names, quiet=quiet)
-    )
-    problems = tuple(p for part in parts for p in part.problems)
-    shapes = {part.images.shape[1:] for part in parts if len(part)}
-    if len(shapes) > 1:  # first-image size differed between batches: cannot happen, guarded anyway
-        raise DataError(f"images of several sizes {sorted(shapes)}; pass size=(h, w)", path=root)
-    kept = [part for part in parts if len(part)]
-    if not kept:
+    images: np.ndarray | None = None  # filled batch by batch: no second copy of the dataset
+    labels: list[np.ndarray] = []
+    ids: list[str] = []
+    problems: list[tuple[str, str]] = []
+    filled = 0
+    for part in iter_batches(
+        root, 1024, strict=strict, convert=convert, size=size, class_names=class_names, quiet=quiet
+    ):
+        problems.extend(part.problems)
+        if not len(part):
+            continue
+        if images is None:
+            images = np.empty((len(index),) + part.images.shape[1:], np.uint8)
+        images[filled : filled + len(part)] = part.images
+        filled += len(part)
+        labels.append(part.labels)
+        ids.extend(part.ids)
+    if images is None:
         raise DataError(f"no readable images among {len(index)} files (first problem: {problems[0][1]})", path=root)
     source = "sample" if str(path_or_name) == "sample" else str(root)
     return Dataset(
-        images=np.concatenate([p.images for p in kept]),
-        labels=np.concatenate([p.labels for p in kept]),
+        images=images[:filled] if filled < len(images) else images,
+        labels=np.concatenate(labels),
         class_names=index.class_names,
-        ids=tuple(i for p in kept for i in p.ids),
+        ids=tuple(ids),
         source=source,
-        problems=problems,
+        problems=tuple(problems),
     )
 
 
