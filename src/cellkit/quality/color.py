@@ -61,6 +61,7 @@ from cellkit.corrupt.color import FILTER_KINDS, color_filter, random_filter_gain
 from cellkit.corrupt.overlays import OVERLAY_KINDS
 from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
 from cellkit.data.dataset import image_batch
+from cellkit.quality._detector import IssueDetectorMixin
 
 __all__ = ["COLOR_FEATURE_NAMES", "ColorFilterDetector", "background_chroma", "color_features"]
 
@@ -139,7 +140,7 @@ def background_chroma(features: np.ndarray) -> np.ndarray:
     return f[:, :2] - f[:, 2:3]
 
 
-class ColorFilterDetector:
+class ColorFilterDetector(IssueDetectorMixin):
     """Self-supervised detector of colour-filtered images (no labels needed).
 
     Args:
@@ -215,15 +216,6 @@ class ColorFilterDetector:
         "contamination threshold filter_kinds alpha overlay_kinds synthetic_ratio min_synthetic "
         "max_synthetic jpeg_quality superposed_ratio n_neighbors max_chroma_z batch_size random_state"
     ).split()
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn convention)."""
-        return {k: getattr(self, k) for k in self._PARAMS}
-
-    def __repr__(self) -> str:
-        defaults = ColorFilterDetector().get_params()
-        changed = {k: v for k, v in self.get_params().items() if not _same(v, defaults[k])}
-        return "ColorFilterDetector(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
     def _validate_params(self) -> None:
         c = self.contamination
@@ -352,12 +344,6 @@ class ColorFilterDetector:
         return self
 
     # -- scoring ------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise RuntimeError(
-                "This ColorFilterDetector is not fitted yet: call `fit(images)` before scoring."
-            )
-
     def _score_features(self, features: np.ndarray) -> np.ndarray:
         if features.shape[0] == 0:
             return np.zeros(0)
@@ -377,23 +363,7 @@ class ColorFilterDetector:
         images = image_batch(images)
         return self._score_features(self._features(images))
 
-    def decision_function(self, images: Any) -> np.ndarray:
-        """``score_samples(images) - threshold_``: negative for likely colour-filtered images."""
-        self._check_fitted()
-        return self.score_samples(images) - self.threshold_
-
-    def predict(self, images: Any) -> np.ndarray:
-        """``+1`` for clean images, ``-1`` for likely colour-filtered ones, ``(n,)`` int."""
-        return np.where(self.decision_function(images) < 0, -1, 1)
-
     def fit_predict(self, images: Any, y: None = None) -> np.ndarray:
-        """``fit(images)``, then the prediction for the fitted images."""
+        """``fit(images)``, then the prediction for the fitted images (scores kept from the fit)."""
         self.fit(images)
         return np.where(self.training_scores_ - self.threshold_ < 0, -1, 1)
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:  # arrays, generators
-        return a is b

@@ -57,6 +57,7 @@ from cellkit.corrupt.color import color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_KINDS
 from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
 from cellkit.data.dataset import image_batch
+from cellkit.quality._detector import IssueDetectorMixin
 from cellkit.quality.features import superposition_features
 
 __all__ = ["AUTO_THRESHOLD", "SuperpositionDetector"]
@@ -263,7 +264,7 @@ def _shared_component_suspects(
     return stat > med + z_threshold * max(mad, 1e-3)
 
 
-class SuperpositionDetector:
+class SuperpositionDetector(IssueDetectorMixin):
     """Self-supervised detector of superposed images (no labels needed).
 
     Args:
@@ -348,18 +349,13 @@ class SuperpositionDetector:
         self.random_state = random_state
 
     # -- parameters ---------------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn convention)."""
-        names = (
+    _FITTED_ATTR = "model_"
+    _PARAMS = tuple(
+        (
             "contamination threshold alpha overlay_kinds synthetic_ratio jpeg_quality color_augment hidden_units l2 "
             "max_iter max_train_images refine_rounds pseudo_logit batch_size n_jobs random_state"
         ).split()
-        return {k: getattr(self, k) for k in names}
-
-    def __repr__(self) -> str:
-        defaults = SuperpositionDetector().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
-        return "SuperpositionDetector(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+    )
 
     def _validate_params(self) -> None:
         c = self.contamination
@@ -512,12 +508,6 @@ class SuperpositionDetector:
             self.threshold_ = float(np.quantile(train_scores, float(self.contamination)))
 
     # -- scoring ------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError(
-                "This SuperpositionDetector is not fitted yet: call `fit(images)` before scoring."
-            )
-
     def score_features(self, features: np.ndarray) -> np.ndarray:
         """:meth:`score_samples` from precomputed :func:`~cellkit.quality.features.superposition_features`.
 
@@ -542,16 +532,3 @@ class SuperpositionDetector:
                 f"`images` must have the fitted image shape {self.image_shape_}. Received: images.shape={images.shape}"
             )
         return self.score_features(self._features(images))
-
-    def decision_function(self, images: Any) -> np.ndarray:
-        """``score_samples(images) - threshold_``: negative for likely superpositions."""
-        self._check_fitted()
-        return self.score_samples(images) - self.threshold_
-
-    def predict(self, images: Any) -> np.ndarray:
-        """``+1`` for clean images, ``-1`` for likely superpositions, ``(n,)`` int."""
-        return np.where(self.decision_function(images) < 0, -1, 1)
-
-    def fit_predict(self, images: Any, y: None = None) -> np.ndarray:
-        """``fit(images).predict(images)``."""
-        return self.fit(images).predict(images)
