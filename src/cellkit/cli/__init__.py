@@ -17,11 +17,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cellkit import __version__
 from cellkit.errors import CellkitError
 
-__all__ = ["add_data_arguments", "add_quiet", "build_parser", "load_dataset", "main"]
+__all__ = ["add_data_arguments", "add_quiet", "build_parser", "check_npz_output", "load_dataset", "main"]
 
 #: Subcommand modules, in the order ``cellkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -95,6 +96,19 @@ def load_dataset(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.da
     for path, reason in dataset.problems:
         print(f"warning: left out {path}: {reason}", file=sys.stderr)
     return dataset
+
+
+def check_npz_output(args: argparse.Namespace) -> Path:
+    """``args.out`` if it is an ``.npz`` path that is not the input itself; else :class:`DataError`."""
+    from cellkit.errors import DataError
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".npz":
+        raise DataError("expected an output file ending in .npz", path=out)
+    source = Path(args.path)
+    if str(args.path) != "sample" and source.exists() and out.resolve() == source.resolve():
+        raise DataError("--out would overwrite the input; cellkit never modifies its input", path=out)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

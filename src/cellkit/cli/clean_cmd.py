@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cellkit._io import atomic_write_text
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_npz_output, load_dataset
 from cellkit.data import save_npz
 from cellkit.errors import DataError
 
@@ -56,12 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from cellkit.quality import find_issues
 
     kinds = parse_remove(args.remove)
-    out: Path = args.out
-    if out.suffix.lower() != ".npz":
-        raise DataError("expected an output file ending in .npz", path=out)
-    source = Path(args.path)
-    if str(args.path) != "sample" and source.exists() and out.resolve() == source.resolve():
-        raise DataError("--out would overwrite the input; cellkit never modifies its input", path=out)
+    out = check_npz_output(args)
     dataset = load_dataset(args)
     report = find_issues(dataset, issues=kinds, random_state=args.seed, quiet=args.quiet)
     reasons = {kind: report.issue_mask([kind]) for kind in kinds}

@@ -21,7 +21,7 @@ import numpy as np
 
 from cellkit._io import atomic_save_npz
 from cellkit._progress import progress
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_npz_output, load_dataset
 from cellkit.corrupt.suite import CORRUPTIONS, FAMILIES, SEVERITIES, resolve_corruptions
 from cellkit.errors import DataError
 
@@ -84,12 +84,7 @@ def _group_rng(seed: int, name: str, severity: int) -> np.random.Generator:
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    if out.suffix.lower() != ".npz":
-        raise DataError("expected an output file ending in .npz", path=out)
-    source = Path(args.path)
-    if str(args.path) != "sample" and source.exists() and out.resolve() == source.resolve():
-        raise DataError("--out would overwrite the input; cellkit never modifies its input", path=out)
+    out = check_npz_output(args)
     names: tuple[str, ...] = args.corruptions
     sevs: tuple[int, ...] = args.severity
     dataset = load_dataset(args)

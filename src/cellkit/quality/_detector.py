@@ -31,6 +31,14 @@ class IssueDetectorMixin:
         changed = {k: v for k, v in self.get_params().items() if not _same(v, defaults[k])}
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
+    def _validate_contamination_and_threshold(self) -> None:
+        c = getattr(self, "contamination", "auto")
+        if not (c == "auto" or (isinstance(c, (float, int)) and not isinstance(c, bool) and 0 < c <= 0.5)):
+            raise ValueError(f'`contamination` must be "auto" or a float in (0, 0.5]. Received: contamination={c!r}')
+        t = getattr(self, "threshold", None)
+        if t is not None and not (isinstance(t, (float, int)) and not isinstance(t, bool) and 0 <= t <= 1):
+            raise ValueError(f"`threshold` must be None or a float in [0, 1]. Received: threshold={t!r}")
+
     def _check_fitted(self) -> None:
         if not hasattr(self, self._FITTED_ATTR):
             raise RuntimeError(f"This {type(self).__name__} is not fitted yet: call `fit(images)` before scoring.")

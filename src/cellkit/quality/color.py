@@ -218,14 +218,7 @@ class ColorFilterDetector(IssueDetectorMixin):
     ).split()
 
     def _validate_params(self) -> None:
-        c = self.contamination
-        if not (c == "auto" or (isinstance(c, (float, int)) and not isinstance(c, bool) and 0 < c <= 0.5)):
-            raise ValueError(
-                f'`contamination` must be "auto" or a float in (0, 0.5]. Received: contamination={c!r}'
-            )
-        t = self.threshold
-        if t is not None and not (isinstance(t, (float, int)) and not isinstance(t, bool) and 0 <= t <= 1):
-            raise ValueError(f"`threshold` must be None or a float in [0, 1]. Received: threshold={t!r}")
+        self._validate_contamination_and_threshold()
         kinds = (self.filter_kinds,) if isinstance(self.filter_kinds, str) else tuple(self.filter_kinds)
         if not kinds or any(k not in FILTER_KINDS for k in kinds):
             raise ValueError(

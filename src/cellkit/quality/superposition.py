@@ -358,14 +358,7 @@ class SuperpositionDetector(IssueDetectorMixin):
     )
 
     def _validate_params(self) -> None:
-        c = self.contamination
-        if not (c == "auto" or (isinstance(c, (float, int)) and not isinstance(c, bool) and 0 < c <= 0.5)):
-            raise ValueError(
-                f'`contamination` must be "auto" or a float in (0, 0.5]. Received: contamination={c!r}'
-            )
-        t = self.threshold
-        if t is not None and not (isinstance(t, (float, int)) and not isinstance(t, bool) and 0 <= t <= 1):
-            raise ValueError(f"`threshold` must be None or a float in [0, 1]. Received: threshold={t!r}")
+        self._validate_contamination_and_threshold()
         check_alpha_range(self.alpha)
         check_kinds(self.overlay_kinds)
         for name, low in (
