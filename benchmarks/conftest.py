@@ -6,6 +6,7 @@ Quick mode fits CI (a few minutes on 2 cores) and writes its tables to a scratch
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -21,6 +22,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--results-dir", default=None, help="where tables are written (default: scratch in quick mode, docs/results in full)"
     )
+    parser.addoption(
+        "--runs-dir", default=None,
+        help="where full-mode training runs are kept and reused (default: benchmarks/.runs; scratch in quick mode)",
+    )
+    parser.addoption("--retrain", action="store_true", default=False, help="train again even when a kept run matches")
+    parser.addoption(
+        "--table2-weights", default="auto", choices=("auto", "imagenet", "none"),
+        help="Table 2's report rows: ImageNet transfer, or from scratch (auto: imagenet when the files are cached)",
+    )
+    parser.addoption("--table2-minutes", default=20.0, type=float, help="training budget of each Table 2 report row")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,3 +81,98 @@ def hardware() -> str:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"Python {platform.python_version()}, Keras {keras.__version__} ({keras.backend.backend()} backend)"
     )
+
+
+def _merge_rows(sidecar: Path, section: str, rows: dict[str, str]) -> dict[str, str]:
+    from cellkit._io import atomic_write_json
+
+    record: dict[str, dict[str, str]] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    merged = dict(record.get(section, {}))
+    merged.update(rows)
+    if rows:
+        record[section] = merged
+        atomic_write_json(sidecar, record)
+    return merged
+
+
+@pytest.fixture(scope="session")
+def record_rows(results_dir: Path):
+    """``record_rows(table, section, rows) -> all rows``: keep table rows across partial runs.
+
+    A full reproduction takes tens of minutes, so maintainers rerun one row at a time
+    (``-k``). Rows are stored by key in ``<table>.json`` beside the Markdown table: a run
+    replaces the rows it measured and keeps the others, and the table is rendered from the
+    merged rows, so a partial run never drops a recorded figure.
+    """
+
+    def record(table: str, section: str, rows: dict[str, str]) -> dict[str, str]:
+        return _merge_rows(results_dir / f"{table}.json", section, rows)
+
+    return record
+
+
+@pytest.fixture(scope="session")
+def runs_dir(request: pytest.FixtureRequest, full_mode: bool, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = request.config.getoption("--runs-dir")
+    if chosen:
+        path = Path(chosen)
+    elif full_mode:
+        path = REPO / "benchmarks" / ".runs"
+    else:
+        path = tmp_path_factory.mktemp("benchmark-runs")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _reusable(folder: Path, recipe, data, seconds: float | None, split=None):  # noqa: ANN001, ANN202
+    """The finished run in ``folder`` if it is this recipe on this data (and split), backend and budget."""
+    import keras
+
+    from cellkit.errors import CellkitError
+    from cellkit.train import load_run
+
+    if not (folder / "run.json").is_file():
+        return None
+    try:
+        run = load_run(folder)
+    except (CellkitError, OSError, ValueError):
+        return None
+    info = run.info
+    same = (
+        run.status == "complete"
+        and run.recipe == recipe
+        and info.get("time_limit_seconds") == seconds
+        and info.get("data", {}).get("source") == data.source
+        and info.get("data", {}).get("images") == len(data)
+        and info.get("environment", {}).get("backend") == keras.backend.backend()
+        and (split is None or run.split == split)
+    )
+    return run if same else None
+
+
+@pytest.fixture(scope="session")
+def trained_run(runs_dir: Path, request: pytest.FixtureRequest):
+    """``trained_run(name, data, recipe, minutes=None, split=None) -> TrainResult``.
+
+    Full reproductions train for tens of minutes, and several tables use the same run (the
+    compact ResNet is a Table 2 ensemble member, the light-recipe row of the robustness
+    table and the training benchmark's reproduction). A run is kept in
+    ``runs_dir / name`` and reused when its ``run.json`` shows a complete run of the same
+    resolved recipe, time budget, data (source and size) and Keras backend; ``--retrain``
+    trains again. The figures reported are always those the run recorded itself
+    (``run.json``, ``history.csv``, ``metrics.json``).
+    """
+    retrain = request.config.getoption("--retrain")
+
+    def run(name: str, data, recipe, minutes: float | None = None, split=None):  # noqa: ANN001, ANN202
+        from cellkit.train import train
+
+        recipe = recipe.resolved()
+        seconds = None if minutes is None else minutes * 60
+        folder = runs_dir / name
+        kept = None if retrain else _reusable(folder, recipe, data, seconds, split)
+        if kept is not None:
+            return kept
+        return train(data, recipe, folder, overwrite=True, quiet=True, time_limit=seconds, split=split)
+
+    return run

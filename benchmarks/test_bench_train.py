@@ -27,7 +27,8 @@
    ``report-baseline`` preset (the report's baseline CNN) must land in the report's Table 1
    range (86-94 %) with training limited to 15 minutes. The limits are budgets given to
    :func:`cellkit.train.train` (``time_limit``: no epoch starts that would end past them),
-   not timed assertions.
+   not timed assertions. Runs are kept in ``benchmarks/.runs/<preset>`` and reused by the
+   other full benchmarks (``--retrain`` trains again; see the ``trained_run`` fixture).
 
 Both write ``training.md`` (time per epoch, images/s, accuracy, hardware)::
 
@@ -37,7 +38,6 @@ Both write ``training.md`` (time per epoch, images/s, accuracy, hardware)::
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,22 +61,25 @@ REPRODUCTIONS = {
     "baseline": ("report-baseline", 0.86, 0.94, 15),
 }
 
-_ROWS: dict[str, list[str]] = {"overhead": [], "reproduction": []}
+_ROWS: dict[str, dict[str, str]] = {"overhead": {}, "reproduction": {}}
 
 
 @pytest.fixture(scope="module")
-def report(results_dir: Path, hardware: str, full_mode: bool) -> Iterator[None]:
-    """Write ``training.md`` once every benchmark of this module has run."""
+def report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> Iterator[None]:
+    """Write ``training.md`` once every benchmark of this module has run (rows of earlier runs kept)."""
     yield
+    overhead = record_rows("training", "overhead", _ROWS["overhead"])
+    reproduction = record_rows("training", "reproduction", _ROWS["reproduction"])
     lines = [
         "# Training: pipeline overhead and reproductions",
         "",
-        f"Hardware: {hardware}.",
+        f"Hardware of this run: {hardware}. Rows kept from earlier runs were measured on the hardware "
+        "their own run recorded (the same 2-core machine unless said otherwise).",
         f"Mode: {'full' if full_mode else 'quick'}. Regenerate: "
         f"`python -m pytest benchmarks/test_bench_train.py{' --full' if full_mode else ''}`.",
         "",
     ]
-    if _ROWS["overhead"]:
+    if overhead:
         lines += [
             "## cellkit's pipeline vs plain `keras.Model.fit` (report's baseline CNN, batch 32)",
             "",
@@ -86,17 +89,17 @@ def report(results_dir: Path, hardware: str, full_mode: bool) -> Iterator[None]:
             "| images | image size | rounds | plain CPU s/epoch | cellkit CPU s/epoch | CPU ratio | plain wall s "
             "| cellkit wall s | cellkit img/s (wall) | wall ratio | bound (CPU) |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-            *_ROWS["overhead"],
+            *overhead.values(),
             "",
         ]
-    if _ROWS["reproduction"]:
+    if reproduction:
         lines += [
             "## Reproductions on pbc96 (the report's split: stratified 72/8/20, seed 0)",
             "",
             "| recipe | backbone | budget min | epochs | s/epoch | train img/s | training min | test accuracy "
             "| F1 (weighted) | target |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
-            *_ROWS["reproduction"],
+            *reproduction.values(),
             "",
         ]
     atomic_write_text(results_dir / "training.md", "\n".join(lines))
@@ -160,7 +163,7 @@ def test_pipeline_overhead_vs_plain_fit(report, full_mode: bool, pbc96_or_sample
     wall_ours, wall_ref = np.array(wall["cellkit"]), np.array(wall["plain"])
     wall_ratio = float(np.median(wall_ours / wall_ref))
     bound = OVERHEAD_BOUND + (0.0 if full_mode else SLACK_QUICK)
-    _ROWS["overhead"].append(
+    _ROWS["overhead"][f"{idx.size}x{shape[0]}"] = (
         f"| {idx.size} | {shape[0]}x{shape[1]} | {rounds} | {np.median(ref):.2f} | {np.median(ours):.2f} "
         f"| {ratio:.3f} | {np.median(wall_ref):.2f} | {np.median(wall_ours):.2f} "
         f"| {idx.size / np.median(wall_ours):.0f} | {wall_ratio:.3f} | {bound:.2f} |"
@@ -179,24 +182,20 @@ def pbc96_or_sample(full_mode: bool, request: pytest.FixtureRequest):
 
 @pytest.mark.full
 @pytest.mark.parametrize("name", list(REPRODUCTIONS))
-def test_reproduction_within_budget(report, name: str, pbc96_path: Path, tmp_path: Path) -> None:
-    from cellkit.train import load_preset, train
+def test_reproduction_within_budget(report, name: str, pbc96_path: Path, trained_run) -> None:
+    from cellkit.train import load_preset
 
     preset, low, high, minutes = REPRODUCTIONS[name]
     data = cellkit.load(pbc96_path)
     recipe = load_preset(preset).replace(seed=0, val=0.08, test=0.2)
-    start = time.perf_counter()
-    result = train(data, recipe, tmp_path / name, quiet=True, time_limit=minutes * 60)
-    elapsed = time.perf_counter() - start
-    history = (tmp_path / name / "history.csv").read_text().splitlines()
-    epochs = len(history) - 1
-    info = json.loads((tmp_path / name / "run.json").read_text())
-    training_s = float(info["training_seconds"])
+    result = trained_run(preset, data, recipe, minutes)
+    epochs = len(next(iter(result.history.values()), []))
+    training_s = float(result.info["training_seconds"])
     per_epoch = training_s / max(epochs, 1)
     acc = result.metrics["accuracy"]
-    _ROWS["reproduction"].append(
+    _ROWS["reproduction"][preset] = (
         f"| {preset} | {result.recipe.backbone} | {minutes} | {epochs} | {per_epoch:.0f} "
         f"| {result.split.train.size / per_epoch:.0f} | {training_s / 60:.1f} | {acc:.4f} "
-        f"| {result.metrics['f1_weighted']:.4f} | {low:.0%}-{high:.0%} (total run {elapsed / 60:.1f} min) |"
+        f"| {result.metrics['f1_weighted']:.4f} | {low:.0%}-{high:.0%} (total run {result.info['seconds'] / 60:.1f} min) |"
     )
     assert low <= acc <= high, f"{preset}: test accuracy {acc:.4f} outside [{low}, {high}]"

@@ -224,7 +224,7 @@ def test_the_same_member_twice_shares_weights(members, images):
         (
             lambda: [_member(0)],
             {"tta": "rot45"},
-            "tta must be True, False or one of .* Received: tta='rot45'",
+            "tta must be None, True, False or one of .* Received: tta='rot45'",
         ),
         (lambda: [_member(0, shape=(16, 12, 3))], {"tta": "d4"}, "images must be square; use tta='flips'"),
     ],

@@ -112,3 +112,15 @@ def test_export_refuses_a_non_empty_folder_and_names_classes(model, tmp_path):
     assert not (folder / "x").exists()
     with pytest.raises(ValueError, match="class_names must name the model's 8 classes"):
         export_submission(model, tmp_path / "other", class_names=["a", "b"])
+
+
+def test_exported_tta_model_applies_its_views_without_cellkit(model, images, tmp_path):
+    from cellkit.tta import with_tta
+
+    folder = tmp_path / "submission"
+    info = export_submission(model, folder, tta="d4")
+    assert info["tta"] == "d4" and info["loader"] == "saved_model"
+    got = _run_exported(folder, tmp_path, images, block=True)
+    expected = predict_proba(with_tta(model, "d4"), images)
+    assert not np.allclose(expected, predict_proba(model, images), atol=1e-4)  # the views change the output
+    assert np.allclose(got["proba"], expected, atol=1e-5)

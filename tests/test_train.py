@@ -23,6 +23,7 @@ from cellkit.train import (
     build_training_model,
     load_model,
     load_recipe,
+    load_run,
     precision_policy,
     predict_proba,
     train,
@@ -140,6 +141,39 @@ def test_precision_policy_is_float32_on_cpu_and_restored():
     assert keras.config.dtype_policy().name == before
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_only_where_the_hardware_computes_it(monkeypatch, native):
+    from cellkit.train import devices
+
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: native)
+    with precision_policy("bfloat16") as name:
+        expected = "mixed_bfloat16" if native and keras.backend.backend() == "tensorflow" else "float32"
+        assert name == keras.config.dtype_policy().name == expected
+    with pytest.raises(ValueError, match=r"precision must be one of \['auto', 'mixed', 'bfloat16', 'float32'\]"):
+        with precision_policy("half"):
+            pass
+
+
+def test_cpu_bfloat16_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
+    import builtins
+
+    from cellkit.train.devices import cpu_has_bfloat16
+
+    real_open = builtins.open
+    fake = tmp_path / "cpuinfo"
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(fake if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    fake.write_text("processor : 0\nflags : fpu sse2 avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_bfloat16()
+    fake.write_text("processor : 0\nflags : fpu sse2 avx2\n")
+    assert not cpu_has_bfloat16()
+    fake.unlink()
+    assert not cpu_has_bfloat16()  # unreadable: no
+
+
 # --------------------------------------------------------------------------- a run
 
 
@@ -169,6 +203,21 @@ def test_run_records_recipe_and_split(run, tiny):
     assert saved == run.split == stratified_split(tiny.labels, val=0.08, test=0.2, seed=3)
     ids = json.loads((run.run_dir / "split.json").read_text())["splits"]["test"]["ids"]
     assert ids == [tiny.ids[i] for i in saved.test]
+
+
+def test_load_run_reads_back_what_train_returned(run, tiny, tmp_path):
+    back = load_run(run.run_dir)
+    assert (back.recipe, back.split, back.metrics) == (run.recipe, run.split, run.metrics)
+    assert (back.best_epoch, back.status) == (run.best_epoch, run.status) and back.info == run.info
+    assert back.history.keys() == run.history.keys()
+    for key, values in run.history.items():
+        np.testing.assert_allclose(back.history[key], values, rtol=1e-12)
+    np.testing.assert_allclose(predict_proba(back.model, tiny.images), predict_proba(run.model, tiny.images),
+                               atol=1e-6)
+    assert load_run(run.run_dir, model=False).model is None
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(CellkitError, match=r"recipe.json: missing; .* is not a finished cellkit run folder"):
+        load_run(tmp_path)
 
 
 def test_saved_model_loads_safely_and_predicts_deterministically(run, tiny):

@@ -604,3 +604,61 @@ def test_plain_call_is_inference_mode_even_after_a_resize(name):
     model = build_classifier(name, num_classes=8)
     x = np.random.default_rng(0).integers(0, 256, (4, 96, 96, 3)).astype("uint8")
     np.testing.assert_allclose(np.asarray(model(x[:2])), np.asarray(model(x))[:2], atol=1e-5)
+
+
+def _wide_builder(input_shape, weights, width: int = 4, *, pool: bool = False):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(width, 3, name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
+    if pool:
+        x = keras.layers.MaxPooling2D(name="pool")(x)
+    return keras.Model(inputs, x)
+
+
+@pytest.fixture
+def optioned_backbone():
+    """A registered backbone whose builder takes two options (``width``, keyword-only ``pool``)."""
+    from cellkit.plugins import hookimpl
+    from cellkit.zoo import plugin_manager
+
+    class Optioned:
+        @hookimpl
+        def cellkit_register_backbones(self):
+            return [BackboneSpec(name="optioned", family="toy", builder=_wide_builder, preprocessing="[0,1]",
+                                 min_input_size=8)]
+
+    plugin_manager().register(Optioned(), name="optioned")
+    yield "optioned"
+    reset_plugin_manager()
+
+
+def test_backbone_options_reach_the_builder(optioned_backbone):
+    from cellkit.zoo import check_backbone_options, get_backbone
+
+    assert build_backbone(optioned_backbone, (16, 16, 3), None, width=6, pool=True).output.shape == (None, 7, 7, 6)
+    clf = build_classifier(optioned_backbone, 3, (16, 16, 3), backbone_options={"width": 5})
+    assert clf.get_layer("backbone").output.shape == (None, 14, 14, 5)
+    assert check_backbone_options(get_backbone(optioned_backbone), None) == {}
+
+
+def test_unknown_backbone_options_are_refused_before_building(optioned_backbone):
+    with pytest.raises(ValueError, match=r"backbone 'optioned' does not take the option\(s\) \['depth'\]; "
+                                         r"its builder takes \['width', 'pool'\]"):
+        build_classifier(optioned_backbone, 3, (16, 16, 3), backbone_options={"depth": 2})
+    with pytest.raises(ValueError, match="its builder takes no options"):
+        build_classifier("baseline", 3, backbone_options={"resize_to": 32})
+    with pytest.raises(ValueError, match="backbone_options must be a mapping of option names"):
+        build_classifier("baseline", 3, backbone_options=["width"])
+
+
+def test_recipe_backbone_options_round_trip_and_are_checked(optioned_backbone, tmp_path):
+    from cellkit.train import Recipe, RecipeError, load_recipe
+
+    recipe = Recipe(backbone=optioned_backbone, backbone_options={"width": 6})
+    for name in ("r.toml", "r.json"):
+        assert load_recipe(recipe.save(tmp_path / name)) == recipe
+    recipe.check_components((16, 16, 3))
+    with pytest.raises(RecipeError, match=r"backbone_options: backbone 'optioned' does not take the option\(s\) "
+                                          r"\['depht'\]"):
+        recipe.replace(backbone_options={"depht": 2}).check_components((16, 16, 3))
+    with pytest.raises(RecipeError, match="backbone_options must be a table"):
+        Recipe(backbone_options=[1])

@@ -56,6 +56,7 @@ _LAZY: dict[str, str] = {
     "load_preset": "cellkit.train",
     "list_presets": "cellkit.train",
     "train": "cellkit.train",
+    "load_run": "cellkit.train",
     "TrainResult": "cellkit.train",
     "TrainingInterrupted": "cellkit.train",
     "load_model": "cellkit.train",
@@ -64,6 +65,7 @@ _LAZY: dict[str, str] = {
     "classification_report": "cellkit.metrics",
     "build_ensemble": "cellkit.ensemble",
     "average_predictions": "cellkit.ensemble",
+    "with_tta": "cellkit.tta",
     "export_submission": "cellkit.export",
     "evaluate_robustness": "cellkit.robustness",
 }

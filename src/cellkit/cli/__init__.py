@@ -59,6 +59,14 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
 
 
+def add_tta(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--tta VIEWS`` (a :mod:`cellkit.tta` specification; ``what`` says what it does here)."""
+    from cellkit._tta_spec import TTA_SPECS
+
+    parser.add_argument("--tta", metavar="VIEWS", choices=TTA_SPECS,
+                        help=f"{what}: {', '.join(TTA_SPECS)} (test-time augmentation)")
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the dataset argument ``PATH`` and the loader's options (``--strict``, ``--convert``, ``--size``)."""
     parser.add_argument("path", metavar="PATH", help="class-folder tree, .npz file, or 'sample' (the bundled sample)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, load_dataset
 from cellkit.errors import DataError
 
 
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-file", type=Path, metavar="SPLIT_JSON", help="split.json whose --subset is evaluated")
     p.add_argument("--subset", choices=("train", "val", "test"), help="part of the split to evaluate")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per prediction batch (256)")
+    add_tta(p, "evaluate the model wrapped in these views")
     p.add_argument(
         "--robustness",
         action="store_true",
@@ -94,11 +95,18 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("evaluation needs labelled images", path=dataset.source)
     idx = None if split_file is None else subset_indices(split_file, args.subset, dataset.ids)
     model = load_model(model_path)
+    tta = None if args.tta in (None, "none") else args.tta
+    if tta is not None:
+        from cellkit.tta import with_tta
+
+        model = with_tta(model, tta)
     names = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
     metrics = evaluate_model(model, dataset.images, dataset.labels, names, idx, subset=args.subset or "all",
                              batch_size=args.batch_size)
     metrics["model"] = str(model_path)
     metrics["data"] = dataset.source
+    if tta is not None:
+        metrics["tta"] = tta
     print(f"{model_path} on {dataset.source} ({metrics['subset']}, {metrics['images']} images)")
     print(format_metrics(metrics))
     if args.robustness:

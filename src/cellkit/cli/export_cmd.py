@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cellkit.cli import EXIT_OK, add_quiet
+from cellkit.cli import EXIT_OK, add_quiet, add_tta
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty DIR")
     p.add_argument("--keras-only", action="store_true", help="skip the TensorFlow SavedModel (then cellkit is needed)")
+    add_tta(p, "wrap the model in these views first")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cellkit.export import export_submission
 
-    info = export_submission(args.model, args.out, overwrite=args.overwrite, saved_model=not args.keras_only)
+    info = export_submission(args.model, args.out, overwrite=args.overwrite, saved_model=not args.keras_only,
+                              tta=args.tta)
     print(f"exported {info['model_name']} to {args.out}/ (loader: {info['loader']}; {info['note']})")
     return EXIT_OK

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, load_dataset
 
 EXIT_INTERRUPTED = 130
 
@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="images per training step")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the split, initialisation, shuffling, augmentation")
     p.add_argument("--augmentation", metavar="POLICY", help="augmentation policy: none, light or strong")
+    add_tta(p, "views averaged by the saved model.keras")
     p.add_argument("--split-file", metavar="SPLIT_JSON", help="use this split (e.g. another run's split.json)")
     p.add_argument(
         "--distribute", action="store_true",
@@ -82,6 +83,8 @@ def build_recipe(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.tr
         changes["seed"] = args.seed
     if args.augmentation is not None:
         changes["augmentation"] = args.augmentation
+    if args.tta is not None:
+        changes["tta"] = args.tta
     if changes:
         recipe = recipe.replace(**changes)
     if args.epochs is not None:
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(format_metrics(result.metrics))
         m = result.metrics
-        print(f"{m['subset']} accuracy {m['accuracy']:.4f}, F1 (weighted) {m['f1_weighted']:.4f}, "
+        plain = f" ({m['without_tta']['accuracy']:.4f} without tta={m['tta']})" if "without_tta" in m else ""
+        print(f"{m['subset']} accuracy {m['accuracy']:.4f}{plain}, F1 (weighted) {m['f1_weighted']:.4f}, "
               f"best epoch {result.best_epoch} -> {result.run_dir}")
     return EXIT_OK

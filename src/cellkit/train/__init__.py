@@ -20,7 +20,7 @@ from cellkit.train.optim import balanced_class_weights, make_optimizer, make_sch
 from cellkit.train.pipeline import ArrayBatches, predict_proba
 from cellkit.train.presets import list_presets, load_preset, resolve_recipe
 from cellkit.train.recipe import Phase, Recipe, RecipeError, load_recipe
-from cellkit.train.runner import TrainingInterrupted, TrainResult, build_training_model, train
+from cellkit.train.runner import TrainingInterrupted, TrainResult, build_training_model, load_run, train
 from cellkit.train.saving import load_model, save_model
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "list_presets",
     "load_model",
     "load_preset",
+    "load_run",
     "load_recipe",
     "make_optimizer",
     "make_schedule",

@@ -33,7 +33,7 @@ import numpy as np
 
 from cellkit._io import atomic_path, atomic_write_text
 
-__all__ = ["BestCheckpoint", "HistoryRecorder", "TimeLimit"]
+__all__ = ["BestCheckpoint", "HistoryRecorder", "TimeLimit", "read_history"]
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -134,6 +134,15 @@ class HistoryRecorder(keras.callbacks.Callback):
             for col in self.columns
             if col not in ("epoch", "phase")
         }
+
+
+def read_history(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """The ``History.history``-style dict of a ``history.csv`` written by :class:`HistoryRecorder`."""
+    recorder = HistoryRecorder(None)
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            recorder.rows.append({k: (v if k == "phase" else float(v) if v else math.nan) for k, v in row.items()})
+    return recorder.history()
 
 
 def _fmt(value: Any) -> Any:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from cellkit._io import atomic_write_text
+from cellkit._tta_spec import TTA_SPECS
 from cellkit.errors import CellkitError
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "TRAINABLE",
+    "TTA_SPECS",
     "Phase",
     "Recipe",
     "RecipeError",
@@ -79,7 +81,8 @@ AUGMENTATION_POLICIES: tuple[str, ...] = ("none", "light", "strong")
 #: Batch mixing of :func:`cellkit.augment.mix_batch` (``"none"``: no mixing).
 MIX_METHODS: tuple[str, ...] = ("none", "cutmix", "mixup")
 MODES: tuple[str, ...] = ("auto", "transfer", "scratch")
-PRECISIONS: tuple[str, ...] = ("auto", "mixed", "float32")
+#: Precision settings (:func:`cellkit.train.devices.precision_policy`).
+PRECISIONS: tuple[str, ...] = ("auto", "mixed", "bfloat16", "float32")
 CLASS_WEIGHT_MODES: tuple[str, ...] = ("balanced", "none")
 
 
@@ -317,6 +320,9 @@ class Recipe:
         backbone: a registered backbone name (``cellkit.zoo.list_backbones()``).
         weights: ``None`` (random initialisation), a pretrained tag such as ``"imagenet"``,
             or the path of a ``.weights.h5`` file (see :func:`cellkit.zoo.build_classifier`).
+        backbone_options: the backbone builder's own keyword arguments (a table, e.g.
+            ``{"resize_to": 160}`` for EfficientNet-Lite; see
+            :func:`cellkit.zoo.check_backbone_options`).
         head: options of :class:`cellkit.zoo.HeadConfig` (default: the report's single
             dense layer of 64 units with batch norm and dropout, max pooling).
         high_pass: ``None`` or a high-pass layer name (``"laplacian"``, ``"sobel"``,
@@ -329,12 +335,19 @@ class Recipe:
         class_weight: ``"balanced"`` (``n / (k * n_c)`` on the training split, as the
             report), ``"none"``, or one weight per class.
         label_smoothing: label smoothing of the categorical cross-entropy, in [0, 1).
+        precise_bn: batches of clean (unaugmented) training images used to re-estimate the
+            statistics of the trainable batch-norm layers before every validation and at the
+            end (:mod:`cellkit.train.precise_bn`); 0 keeps the moving averages of training.
+        tta: test-time augmentation built into the saved ``model.keras`` (one of
+            :data:`TTA_SPECS`, see :mod:`cellkit.tta`): the test metrics are those of the
+            model with TTA, and ``metrics.json`` also records them without it.
         batch_size: images per training step.
         val, test: validation and test fractions of the stratified split (the report's
             8 % and 20 %).
         seed: seeds the split, the initialisation, the shuffling and the augmentation.
         precision: ``"auto"`` (mixed float16 when a GPU is present, else float32),
-            ``"mixed"`` or ``"float32"``.
+            ``"mixed"``, ``"bfloat16"`` (mixed bfloat16 where the hardware computes it
+            natively, else float32) or ``"float32"``.
         mode: ``"auto"``, ``"transfer"`` or ``"scratch"`` (module docstring).
         fine_tune_fraction: fraction of the backbone's parameters unfrozen by
             ``trainable="fine_tune"`` phases (the report: 1 % to 30 %, best 1-10 %).
@@ -343,6 +356,7 @@ class Recipe:
 
     backbone: str = "baseline"
     weights: str | None = None
+    backbone_options: Mapping[str, Any] = field(default_factory=dict)
     head: Mapping[str, Any] = field(default_factory=dict)
     high_pass: str | None = None
     augmentation: str = "light"
@@ -351,6 +365,8 @@ class Recipe:
     mix_probability: float = 1.0
     class_weight: str | tuple[float, ...] = "balanced"
     label_smoothing: float = 0.0
+    tta: str = "none"
+    precise_bn: int = 0
     batch_size: int = 64
     val: float = 0.08
     test: float = 0.2
@@ -367,6 +383,10 @@ class Recipe:
         if isinstance(weights, Path):
             weights = str(weights)
         set_("weights", _check_str(weights, "weights", "", allow_none=True))
+        options = self.backbone_options
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise RecipeError(f"backbone_options must be a table of the backbone's options. Received: {options!r}")
+        set_("backbone_options", dict(options))
         if not isinstance(self.head, Mapping) or not all(isinstance(k, str) for k in self.head):
             raise RecipeError(f"head must be a table of HeadConfig options. Received: head={self.head!r}")
         set_("head", dict(self.head))
@@ -379,6 +399,8 @@ class Recipe:
         set_("class_weight", _check_class_weight(self.class_weight))
         set_("label_smoothing", _check_float(self.label_smoothing, "label_smoothing", "", low=0.0, high=1.0,
                                              low_open=False, high_open=True))
+        set_("tta", _check_choice(self.tta, "tta", "", TTA_SPECS))
+        set_("precise_bn", _check_int(self.precise_bn, "precise_bn", "", 0))
         set_("batch_size", _check_int(self.batch_size, "batch_size", "", 1))
         set_("val", _check_float(self.val, "val", "", low=0.0, high=1.0, low_open=False, high_open=True))
         set_("test", _check_float(self.test, "test", "", low=0.0, high=1.0, low_open=False, high_open=True))
@@ -451,7 +473,7 @@ class Recipe:
             RecipeError: naming the key, with the zoo's explanation (close matches, available
                 weights, ...).
         """
-        from cellkit.zoo import HeadConfig, get_backbone
+        from cellkit.zoo import HeadConfig, check_backbone_options, get_backbone
         from cellkit.zoo.weights import check_weights
 
         try:
@@ -462,6 +484,10 @@ class Recipe:
             check_weights(spec, self.weights)
         except (ValueError, FileNotFoundError) as exc:
             raise RecipeError(f"weights: {exc}") from None
+        try:
+            check_backbone_options(spec, self.backbone_options)
+        except ValueError as exc:
+            raise RecipeError(f"backbone_options: {exc}") from None
         try:
             HeadConfig.from_value(self.head)
         except (ValueError, TypeError) as exc:
@@ -488,7 +514,7 @@ class Recipe:
             value = getattr(self, f.name)
             if f.name == "phases":
                 value = [p.to_dict() for p in value]
-            elif f.name == "head":
+            elif f.name in ("head", "backbone_options"):
                 value = dict(value)
             elif isinstance(value, tuple):
                 value = list(value)

@@ -11,7 +11,8 @@ A run writes one folder (``out``); every file is written atomically:
 ``history.csv``            one row per epoch: phase, losses, metrics, learning rate
 ``best.keras``             the best model so far (lowest validation loss), rewritten at
                            every improvement: Ctrl-C or a crash never loses it
-``model.keras``            the final model: the best weights over the whole run
+``model.keras``            the final model: the best weights over the whole run (inside the recipe's
+                           test-time augmentation when ``tta`` is set: :mod:`cellkit.tta`)
 ``metrics.json``           test metrics (:mod:`cellkit.train.evaluation`)
 ``confusion_matrix.png``   test confusion matrix
 ``training_curves.png``    loss, accuracy and learning rate per epoch
@@ -65,6 +66,7 @@ from cellkit.train.devices import DistributionInfo, distribution_scope, gpu_avai
 from cellkit.train.evaluation import evaluate_model
 from cellkit.train.optim import class_weight_vector, make_optimizer
 from cellkit.train.pipeline import ArrayBatches
+from cellkit.train.precise_bn import PreciseBatchNorm
 from cellkit.train.recipe import Phase, Recipe
 from cellkit.train.saving import save_model
 
@@ -74,6 +76,7 @@ __all__ = [
     "TrainingInterrupted",
     "build_training_model",
     "compile_phase",
+    "load_run",
     "prepare_run_dir",
     "set_trainable",
     "train",
@@ -102,7 +105,8 @@ class TrainResult:
         run_dir: the run folder.
         recipe: the resolved recipe that was run.
         split: the train / validation / test split.
-        model: the final inference model (best weights; no augmentation).
+        model: the final inference model, as saved in ``model.keras`` (best weights; no
+            training augmentation; inside the recipe's test-time augmentation, if any).
         metrics: the metrics written to ``metrics.json`` (empty when nothing was evaluated).
         history: ``History.history``-style dict over all phases (and ``learning_rate``).
         best_epoch: 1-based global epoch of the best weights (``None`` if none finished).
@@ -297,6 +301,7 @@ def train(
     weights = class_weight_vector(recipe.class_weight, labels[split.train], num_classes)
     history = HistoryRecorder(run_dir / "history.csv")
     checkpoint: BestCheckpoint | None = None
+    precise: PreciseBatchNorm | None = None
     classifier: keras.Model | None = None
     epochs_done = 0
     interrupted = False
@@ -334,9 +339,13 @@ def train(
                 classifier = build_classifier(
                     recipe.backbone, num_classes=num_classes, input_shape=tuple(images.shape[1:]),
                     weights=recipe.weights, head=recipe.head, high_pass=recipe.high_pass,
+                    backbone_options=recipe.backbone_options,
                 )
                 training_model = build_training_model(classifier, recipe.augmentation, seed=recipe.seed)
                 checkpoint = BestCheckpoint(classifier, run_dir / "best.keras", monitor=monitor)
+                if recipe.precise_bn:
+                    precise = PreciseBatchNorm(classifier, images, split.train, recipe.precise_bn,
+                                               batch_size=recipe.batch_size, seed=recipe.seed)
                 log(f"training {recipe.backbone} ({recipe.mode}) on {split.train.size} images, validating on "
                     f"{split.val.size}; {precision}, {dist.strategy} x{dist.replicas}")
                 info["phases"] = []
@@ -355,7 +364,8 @@ def train(
                         validation_data=val_batches,
                         initial_epoch=epochs_done,
                         epochs=epochs_done + phase.epochs,
-                        callbacks=[checkpoint, history, *_phase_callbacks(phase, monitor), *callbacks,
+                        callbacks=[*([precise] if precise is not None else []), checkpoint, history,
+                                   *_phase_callbacks(phase, monitor), *callbacks,
                                    *([limit] if limit is not None else [])],
                         shuffle=False,
                         verbose=0 if quiet else 1,
@@ -381,7 +391,7 @@ def train(
             info["stopped_by_time_limit"] = limit.exhausted
         result = _finish(run_dir, recipe, split, dataset, class_names, classifier, checkpoint, history, info,
                          interrupted=interrupted, started=started, monitor=monitor,
-                         quiet=quiet)
+                         quiet=quiet, precise=precise)
     if interrupted:
         raise TrainingInterrupted(result)
     return result
@@ -391,20 +401,34 @@ def _finish(
     run_dir: Path, recipe: Recipe, split: Split, dataset: Dataset, class_names: Sequence[str],
     classifier: keras.Model | None, checkpoint: BestCheckpoint | None, history: HistoryRecorder,
     info: dict[str, Any], *, interrupted: bool, started: float, monitor: str, quiet: bool,
+    precise: PreciseBatchNorm | None = None,
 ) -> TrainResult:
     """Restore the best weights and write model, metrics and figures; update ``run.json``."""
     from cellkit.plots import plot_confusion_matrix, plot_history
 
     status = "interrupted" if interrupted else "complete"
     has_best = checkpoint is not None and checkpoint.restore()
+    if has_best and precise is not None and classifier is not None:
+        precise.recalibrate()  # idempotent after a validation; needed when there was none
     metrics: dict[str, Any] = {}
+    final = classifier
     best_epoch = checkpoint.best_epoch + 1 if has_best and checkpoint.best_epoch is not None else None
     if has_best and classifier is not None:
-        save_model(classifier, run_dir / "model.keras")
+        if recipe.tta != "none":
+            from cellkit.tta import with_tta
+
+            final = with_tta(classifier, recipe.tta)
+        save_model(final, run_dir / "model.keras")
         subset, idx = ("test", split.test) if split.test.size else ("val", split.val)
         if idx.size:
-            metrics = evaluate_model(classifier, dataset.images, dataset.labels, class_names, idx, subset=subset,
-                                     batch_size=max(recipe.batch_size, 256))
+            batch = max(recipe.batch_size, 256)
+            metrics = evaluate_model(final, dataset.images, dataset.labels, class_names, idx, subset=subset,
+                                     batch_size=batch)
+            if final is not classifier:
+                plain = evaluate_model(classifier, dataset.images, dataset.labels, class_names, idx, subset=subset,
+                                       batch_size=batch)
+                metrics["tta"] = recipe.tta
+                metrics["without_tta"] = {k: plain[k] for k in ("accuracy", "f1_weighted", "f1_macro")}
             atomic_write_json(run_dir / "metrics.json", metrics)
             plot_confusion_matrix(metrics["confusion_matrix"], class_names, run_dir / "confusion_matrix.png",
                                   title=f"{recipe.backbone}: {subset} confusion matrix")
@@ -428,8 +452,49 @@ def _finish(
         acc = f"; {metrics['subset']} accuracy {metrics['accuracy']:.4f}" if metrics else ""
         print(f"{status}: {len(history.rows)} epochs, best epoch {best_epoch}{acc} -> {where}", file=sys.stderr)
     return TrainResult(
-        run_dir=run_dir, recipe=recipe, split=split, model=classifier if has_best else None, metrics=metrics,
+        run_dir=run_dir, recipe=recipe, split=split, model=final if has_best else None, metrics=metrics,
         history=curves, best_epoch=best_epoch, status=status, info=info,
+    )
+
+
+def load_run(run_dir: str | os.PathLike[str], *, model: bool = True) -> TrainResult:
+    """Read a finished run folder back as a :class:`TrainResult` (what :func:`train` returned).
+
+    Args:
+        run_dir: a folder written by :func:`train`.
+        model: also load ``model.keras`` (``safe_mode``); ``False`` leaves ``model=None``.
+
+    Raises:
+        CellkitError: the folder lacks a run file or a file is unreadable (the message
+            names it).
+
+    Example:
+        >>> result = load_run("runs/compact")  # doctest: +SKIP
+        >>> result.metrics["accuracy"], result.best_epoch  # doctest: +SKIP
+        (0.9663, 14)
+    """
+    import json
+
+    from cellkit.train.callbacks import read_history
+    from cellkit.train.recipe import load_recipe
+    from cellkit.train.saving import load_model
+
+    folder = Path(run_dir)
+    for name in ("run.json", "recipe.json", "split.json", "history.csv"):
+        if not (folder / name).is_file():
+            raise CellkitError(f"{folder / name}: missing; {folder} is not a finished cellkit run folder")
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        metrics_path = folder / "metrics.json"
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    except ValueError as exc:
+        raise CellkitError(f"{folder}: unreadable run.json or metrics.json ({exc})") from None
+    has_model = model and (folder / "model.keras").is_file()
+    return TrainResult(
+        run_dir=folder, recipe=load_recipe(folder / "recipe.json"), split=Split.load(folder / "split.json"),
+        model=load_model(folder / "model.keras") if has_model else None, metrics=metrics,
+        history=read_history(folder / "history.csv"), best_epoch=info.get("best_epoch"),
+        status=info.get("status", "unknown"), info=info,
     )
 
 

@@ -32,7 +32,7 @@ import keras
 
 from cellkit.plugins import PluginError
 from cellkit.zoo.head import HeadConfig, apply_head
-from cellkit.zoo.registry import get_backbone, load_weights
+from cellkit.zoo.registry import check_backbone_options, get_backbone, load_weights
 from cellkit.zoo.spec import BackboneSpec
 from cellkit.zoo.weights import check_weights
 
@@ -50,6 +50,7 @@ def build_classifier(
     head: HeadConfig | Mapping[str, Any] | None = None,
     high_pass: str | Mapping[str, Any] | keras.layers.Layer | None = None,
     name: str | None = None,
+    backbone_options: Mapping[str, Any] | None = None,
 ) -> keras.Model:
     """Build a classifier on the registered backbone ``backbone``.
 
@@ -68,6 +69,9 @@ def build_classifier(
             ``{"name": ..., **options}``; or a Keras layer. Applied to the raw image before
             the backbone, which is built for the layer's output channels.
         name: model name; default ``"<backbone>_classifier"``.
+        backbone_options: keyword arguments of the backbone's builder (backbone-specific,
+            e.g. ``{"resize_to": 160}`` for the EfficientNet-Lite plugin); checked against
+            the builder's signature before anything is built.
 
     Raises:
         UnknownBackboneError: ``backbone`` is not registered (lists close matches).
@@ -80,13 +84,14 @@ def build_classifier(
         raise ValueError(f"num_classes must be an int >= 2. Received: num_classes={num_classes!r}")
     head_config = HeadConfig.from_value(head)
     checked = check_weights(spec, weights)
+    options = check_backbone_options(spec, backbone_options)
 
     inputs = keras.Input(shape=shape, name="image")
     x = inputs
     if high_pass is not None:
         x = _high_pass(high_pass)(x)
     features_in = tuple(int(d) for d in x.shape[1:])
-    bb = _backbone_model(spec, features_in, None if isinstance(checked, Path) else checked)
+    bb = _backbone_model(spec, features_in, None if isinstance(checked, Path) else checked, options)
     outputs = apply_head(bb(x), num_classes, head_config)
     model = keras.Model(inputs, outputs, name=name or f"{spec.name}_classifier")
     if isinstance(checked, Path):
@@ -109,8 +114,10 @@ def get_backbone_layer(model: keras.Model) -> keras.Model:
     return layer
 
 
-def _backbone_model(spec: BackboneSpec, input_shape: tuple[int, ...], weights: str | None) -> keras.Model:
-    built = spec.builder(input_shape, weights)
+def _backbone_model(
+    spec: BackboneSpec, input_shape: tuple[int, ...], weights: str | None, options: Mapping[str, Any]
+) -> keras.Model:
+    built = spec.builder(input_shape, weights, **options)
     if not isinstance(built, keras.Model):
         raise PluginError(
             f"the builder of backbone {spec.name!r} (plugin {spec.plugin!r}) returned "

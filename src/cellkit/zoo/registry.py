@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import inspect
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -38,6 +41,7 @@ __all__ = [
     "UnknownBackboneError",
     "backbone_specs",
     "build_backbone",
+    "check_backbone_options",
     "get_backbone",
     "list_backbones",
     "plugin_manager",
@@ -143,10 +147,45 @@ def get_backbone(name: str) -> BackboneSpec:
     )
 
 
+def check_backbone_options(spec: BackboneSpec, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` as a dict, after checking that the builder of ``spec`` takes them.
+
+    Raises:
+        ValueError: ``options`` is not a mapping of names, or the builder has no such
+            keyword argument (the message lists the ones it has).
+
+    Example:
+        >>> check_backbone_options(get_backbone("baseline"), None)
+        {}
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"backbone_options must be a mapping of option names. Received: {options!r}")
+    options = dict(options)
+    if not options:
+        return options
+    try:
+        signature = inspect.signature(spec.builder)
+    except (TypeError, ValueError):  # a builtin or C callable: let the call decide
+        return options
+    try:
+        signature.bind((1, 1, 1), None, **options)
+    except TypeError:
+        known = [n for n, p in list(signature.parameters.items())[2:]
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise ValueError(
+            f"backbone {spec.name!r} does not take the option(s) {sorted(options)}; its builder takes "
+            f"{known or 'no options'}. Received: backbone_options={options!r}"
+        ) from None
+    return options
+
+
 def build_backbone(
     name: str,
     input_shape: tuple[int, int, int] | None = None,
     weights: str | Path | None = None,
+    **options: Any,
 ) -> keras.Model:
     """Build the feature extractor ``name``: 0-255 images -> feature map.
 
@@ -155,6 +194,7 @@ def build_backbone(
         input_shape: ``(h, w, c)``; default: the spec's ``default_input_shape`` (96, 96, 3).
         weights: ``None`` (random), a tag of the spec's ``weights`` (e.g. ``"imagenet"``,
             which may download), or a ``.weights.h5`` file saved from this backbone.
+        **options: the backbone's own keyword arguments (:func:`check_backbone_options`).
 
     Example:
         >>> build_backbone("baseline").output.shape
@@ -163,7 +203,7 @@ def build_backbone(
     spec = get_backbone(name)
     shape = spec.check_input_shape(spec.default_input_shape if input_shape is None else input_shape)
     weights = check_weights(spec, weights)
-    model = spec.builder(shape, None if isinstance(weights, Path) else weights)
+    model = spec.builder(shape, None if isinstance(weights, Path) else weights, **check_backbone_options(spec, options))
     if not isinstance(model, keras.Model):
         raise PluginError(
             f"the builder of backbone {name!r} (plugin {spec.plugin!r}) returned "

