@@ -84,17 +84,17 @@ def table1_data(full_mode: bool, request: pytest.FixtureRequest) -> dict[str, tu
         n_kept_train = int(np.sum(keep < n_train))
         return ds, Split(
             train=np.arange(n_kept_train), val=np.arange(n_kept_train, keep.size),
-            test=np.arange(keep.size, keep.size + test.size),
+            test=np.arange(keep.size, keep.size + len(test)),
         )
 
-    report = cellkit.find_issues(pool, issues=("superposed",), quiet=True)
-    flagged = report.issue_mask("superposed")
+    report = cellkit.find_issues(pool, issues=("superposition",), quiet=True)
+    flagged = report.issue_mask("superposition")
     truth = corrupted.is_superposed
     tp = int(np.sum(flagged & truth))
     precision = tp / max(int(flagged.sum()), 1)
     recall = tp / max(int(truth.sum()), 1)
     _DATA_NOTE["text"] = (
-        f"{base.source}: {len(base)} clean images; test split {test.size} clean images. Training + validation "
+        f"{base.source}: {len(base)} clean images; test split {len(test)} clean images. Training + validation "
         f"pool {len(pool)} images with {int(truth.sum())} superposed and {int(corrupted.is_color_filtered.sum())} "
         f"blue-filtered (seed 0) = the complete data. `find_issues` flagged {int(flagged.sum())} as superposed "
         f"(precision {precision:.3f}, recall {recall:.3f} against the ground truth); removing them leaves "
