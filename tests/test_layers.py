@@ -263,6 +263,12 @@ def test_symbolic_and_dynamic_shapes():
 # --------------------------------------------------------------------------- gradients and training
 
 
+def _small_dense() -> keras.layers.Dense:
+    """A seeded head with small weights: no saturated softmax, so a zero gradient means a broken layer."""
+    return keras.layers.Dense(2, activation="softmax",
+                              kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=0))
+
+
 def _fit(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False)  # 3 steps
@@ -274,7 +280,7 @@ def test_learnable_trains_and_stays_zero_sum():
     inputs = keras.Input((12, 12, 3))
     layer = LearnableHighPass(filters=2, seed=0)
     h = keras.layers.GlobalAveragePooling2D()(ops.abs(layer(inputs)))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
+    model = keras.Model(inputs, _small_dense()(h))
     before = _np(layer.kernel).copy()
     _fit(model, x, y)
     after = _np(layer.kernel)
@@ -297,7 +303,7 @@ def test_gradients_flow_through_to_earlier_layers(name):
     first = keras.layers.Conv2D(3, 1, kernel_initializer="ones")
     h = high_pass_layer(name, **SMALL[name])(first(inputs))
     h = keras.layers.GlobalAveragePooling2D()(ops.square(h))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
+    model = keras.Model(inputs, _small_dense()(h))
     before = _np(first.kernel).copy()
     _fit(model, x, y)
     after = _np(first.kernel)
