@@ -292,7 +292,8 @@ def test_lite_row(report, lite_plugin, name, pbc96_path, trained_run) -> None:
     elif name == "lite0-scratch":
         target = "below lite0-imagenet"
     _LITE[name] = (
-        f"| {name} | {backbone} | {weights or 'none (scratch)'} | {phases} | {UPSAMPLE_TO[backbone]} px "
+        f"| {name} | {backbone} | {weights or 'none (scratch)'} | {phases} "
+        f"| {result.recipe.backbone_options.get('resize_to', UPSAMPLE_TO[backbone])} px "
         f"| {_epochs(result)} | {result.info['training_seconds'] / 60:.1f} | {_metrics_cells(result.metrics)} "
         f"| {target} |"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import pytest
 from cellkit.zoo import BackboneSpec, weights_available
@@ -82,3 +83,21 @@ def test_entry_point_is_declared() -> None:
     (ep,) = [ep for ep in dist.entry_points if ep.group == "cellkit"]
     assert (ep.name, ep.value) == ("efficientnet_lite", "cellkit_efficientnet_lite.plugin")
     assert ep.load() is plugin
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("name", ["lite-transfer.toml", "lite-scratch.toml"])
+def test_shipped_recipes_are_valid_and_match_the_budget_they_state(name: str) -> None:
+    from cellkit.train import load_recipe
+
+    recipe = load_recipe(RECIPES / name).resolved()
+    assert recipe.backbone == "efficientnet_lite0" and recipe.backbone_options == {"resize_to": 160}
+    assert recipe.val == 0.08 and recipe.test == 0.2 and recipe.tta == "d4"
+    if name == "lite-transfer.toml":
+        assert recipe.weights == "imagenet" and recipe.fine_tune_fraction == 1.0
+        assert [(p.trainable, p.optimizer, p.learning_rate, p.final_learning_rate) for p in recipe.phases] == [
+            ("head", "lion", 5e-4, 1e-5), ("fine_tune", "lion", 1e-4, 5e-6)]
+    else:
+        assert recipe.weights is None and [p.trainable for p in recipe.phases] == ["all"]
