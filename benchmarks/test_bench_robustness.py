@@ -5,7 +5,7 @@ the report's split of pbc96 (stratified 72/8/20, seed 0); each model is evaluate
 clean test split and on every corruption x severity (1-5) of the families **held out from
 training-time augmentation** (:data:`cellkit.corrupt.suite.EVALUATION_FAMILIES`: stain
 jitter, defocus and motion blur, JPEG, pixelation, ink deposits, bubbles), corruption
-seed 0. No augmentation policy of cellkit simulates those families (a unit test checks it).
+seed 0, each cell on :data:`CORRUPTED_IMAGES` test images (a stratified subset). No augmentation policy of cellkit simulates those families (a unit test checks it).
 
 * ``robust`` preset, 45-minute training budget: targets clean accuracy >= 96 % and mean
   held-out corruption accuracy >= 90 %;
