@@ -55,6 +55,24 @@ def test_frozen_batch_norm_keeps_its_statistics():
     assert recalibrate_batch_norm(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), x) == 0
 
 
+@pytest.mark.parametrize("dropout", [keras.layers.Dropout(0.5, seed=0), keras.layers.SpatialDropout2D(0.5, seed=0),
+                                     keras.layers.GaussianDropout(0.5, seed=0)])
+def test_dropout_is_off_while_statistics_are_gathered(dropout):
+    """Dropout before batch norm inflates the batch variance in training mode (variance shift)."""
+    inp = keras.Input((4, 4, 2))
+    out = keras.layers.BatchNormalization(momentum=0.9, name="bn")(dropout(inp))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(3).normal([3.0, -1.0], [2.0, 0.5], (48, 4, 4, 2)).astype("float32")
+    assert recalibrate_batch_norm(model, x, batch_size=16) == 1
+    batches = x.reshape(3, 16 * 4 * 4, 2)
+    mean, var = _stats(model.get_layer("bn"))
+    np.testing.assert_allclose(mean, batches.mean(axis=1).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(var, batches.var(axis=1).mean(axis=0), rtol=1e-4)  # not the inflated variance
+    assert dropout.rate == 0.5  # restored
+    noisy = keras.ops.convert_to_numpy(model(x[:16], training=True))
+    assert not np.allclose(noisy, keras.ops.convert_to_numpy(model(x[:16], training=False)))  # dropout acts again
+
+
 def test_callback_recalibrates_before_validation_on_a_shuffled_fixed_choice():
     model = _bn_model()
     images = np.concatenate([np.zeros((40, 4, 4, 2)), np.full((40, 4, 4, 2), 10.0)]).astype("float32")

@@ -93,11 +93,11 @@ def test_shipped_recipes_are_valid_and_match_the_budget_they_state(name: str) ->
     from cellkit.train import load_recipe
 
     recipe = load_recipe(RECIPES / name).resolved()
-    assert recipe.backbone == "efficientnet_lite0" and recipe.backbone_options == {"resize_to": 160}
+    assert recipe.backbone == "efficientnet_lite0" and recipe.backbone_options == {"resize_to": 128}
     assert recipe.val == 0.08 and recipe.test == 0.2 and recipe.tta == "d4"
     if name == "lite-transfer.toml":
         assert recipe.weights == "imagenet" and recipe.fine_tune_fraction == 1.0
         assert [(p.trainable, p.optimizer, p.learning_rate, p.final_learning_rate) for p in recipe.phases] == [
-            ("head", "lion", 5e-4, 1e-5), ("fine_tune", "lion", 1e-4, 5e-6)]
+            ("head", "lion", 5e-4, 1e-5), ("fine_tune", "lion", 3e-5, 1e-6)]
     else:
         assert recipe.weights is None and [p.trainable for p in recipe.phases] == ["all"]

@@ -10,7 +10,12 @@ images, with the same weights (``docs/training.md``).
 
 :func:`recalibrate_batch_norm` replaces the statistics of every *trainable* batch-norm layer
 of a model by their plain average over ``batches`` batches of images run in training mode
-(the "precise BN" of Wu & Johnson, *Rethinking "Batch" in BatchNorm*, 2021). Frozen layers
+(the "precise BN" of Wu & Johnson, *Rethinking "Batch" in BatchNorm*, 2021), with every
+dropout layer switched off meanwhile: in training mode dropout changes the variance a
+later batch-norm layer sees, so statistics gathered with it do not match inference (the
+"variance shift" of Li et al., *Understanding the Disharmony between Dropout and Batch
+Normalization*, 2019); the report's ``network4`` (dropout after each block, batch norm in
+the next) is the case in point (``docs/training.md``). Frozen layers
 (a fine-tuned backbone's pretrained statistics) are left alone: Keras runs them in
 inference mode. :class:`PreciseBatchNorm` does it before every validation, so the best
 checkpoint is chosen, and saved, with calibrated statistics.
@@ -33,20 +38,34 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["PreciseBatchNorm", "batch_norm_layers", "recalibrate_batch_norm"]
+__all__ = ["PreciseBatchNorm", "batch_norm_layers", "dropout_layers", "recalibrate_batch_norm"]
 
 
 def batch_norm_layers(model: keras.layers.Layer, trainable_only: bool = True) -> list[keras.layers.BatchNormalization]:
     """Every ``BatchNormalization`` layer inside ``model`` (nested models included)."""
+
+    found = [layer for layer in _walk_unique(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    return [layer for layer in found if layer.trainable or not trainable_only]
+
+
+def _walk_unique(model: keras.layers.Layer) -> list[Any]:
+    """``model`` and every layer nested in it, each once."""
 
     def walk(layer: Any) -> Iterator[Any]:
         yield layer
         for child in getattr(layer, "layers", ()):
             yield from walk(child)
 
-    found = [layer for layer in walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    unique = list({id(layer): layer for layer in found}.values())
-    return [layer for layer in unique if layer.trainable or not trainable_only]
+    return list({id(layer): layer for layer in walk(model)}.values())
+
+
+#: Layers that add noise in training mode through a ``rate`` (``SpatialDropout*`` are ``Dropout``).
+_DROPOUT_TYPES = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
+
+
+def dropout_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """Every dropout-like layer inside ``model`` (nested models included)."""
+    return [layer for layer in _walk_unique(model) if isinstance(layer, _DROPOUT_TYPES)]
 
 
 def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> int:
@@ -66,7 +85,11 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
         return 0
     n_batches = max(1, len(images) // batch_size)
     momenta = [layer.momentum for layer in layers]
+    dropouts = dropout_layers(model)
+    rates = [layer.rate for layer in dropouts]
     try:
+        for layer in dropouts:
+            layer.rate = 0.0  # the statistics inference will see: no dropout noise
         for k in range(n_batches):
             for layer in layers:
                 layer.momentum = k / (k + 1)  # moving = cumulative mean of the batch statistics
@@ -75,6 +98,8 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+        for layer, rate in zip(dropouts, rates, strict=True):
+            layer.rate = rate
     return len(layers)
 
 
