@@ -217,6 +217,7 @@ def test_frozen_backbone_phases_need_weights():
         ({"batch_size": 2.5}, "batch_size must be an int"),
         ({"fine_tune_fraction": 0.0}, "fine_tune_fraction must be a finite number in \\(0, 1\\]"),
         ({"precision": "half"}, "precision must be one of"),
+        ({"fine_tune_batch_norm": "yes"}, "fine_tune_batch_norm must be true or false"),
         ({"head": ["units"]}, "head must be a table"),
     ],
 )

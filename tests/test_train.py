@@ -366,3 +366,42 @@ def test_bad_data_is_refused_before_training(tiny, tmp_path):
     with pytest.raises(cellkit.DataError, match="training needs labelled images"):
         train(unlabelled, _recipe(), tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()
+
+
+def test_fine_tune_phase_trains_batch_norm_only_when_the_recipe_says_so():
+    from cellkit.train.runner import set_trainable
+    from cellkit.zoo import build_classifier, get_backbone_layer
+
+    model = build_classifier("network4", num_classes=8, input_shape=(32, 32, 3))
+    phase = Phase("fine_tune", "fine_tune", epochs=1, optimizer="lion", learning_rate=1e-4)
+    bn = [layer for layer in get_backbone_layer(model).layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert "2 batch-norm layers kept frozen" in set_trainable(model, phase, 1.0)
+    assert not any(layer.trainable for layer in bn)
+    recipe = Recipe(fine_tune_batch_norm=True)
+    assert "0 batch-norm layers kept frozen" in set_trainable(model, phase, 1.0, recipe.fine_tune_batch_norm)
+    assert all(layer.trainable for layer in bn)
+
+
+def test_time_limit_stops_inside_an_epoch_longer_than_the_budget():
+    from cellkit.train.callbacks import TimeLimit
+
+    class Batches(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends += 1
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x = np.zeros((64, 3), "float32")
+    limit, batches = TimeLimit(1e-6), Batches()
+    limit.start()
+    history = model.fit(x, np.zeros((64, 2), "float32"), batch_size=4, epochs=3, verbose=0,
+                        callbacks=[limit, batches])
+    assert limit.exhausted and batches.ends == 1  # 1 of 16 batches, not the whole epoch
+    assert len(history.history["loss"]) == 1
+    unlimited = Batches()
+    model.fit(x, np.zeros((64, 2), "float32"), batch_size=4, epochs=1, verbose=0, callbacks=[unlimited])
+    assert unlimited.ends == 16

@@ -516,6 +516,22 @@ def test_fine_tune_everything_but_batch_norm():
     assert fine_tune(model, 1.0) == report
 
 
+def test_fine_tune_can_train_batch_norm_too():
+    model = build_classifier("network4")
+    frozen = fine_tune(model, 1.0)
+    report = fine_tune(model, 1.0, train_batch_norm=True)
+    assert report.frozen_batch_norm == () and report.total_parameters == frozen.total_parameters
+    assert report.unfrozen_parameters == report.total_parameters  # batch-norm scales and offsets now count
+    assert {"block1_bn", "block2_bn"} <= set(report.unfrozen_layers)
+    assert all(layer.trainable for layer in get_backbone_layer(model).layers
+               if isinstance(layer, keras.layers.BatchNormalization))
+    assert fine_tune(model, 1.0) == frozen  # and back: frozen again by default
+    assert not any(layer.trainable for layer in get_backbone_layer(model).layers
+                   if isinstance(layer, keras.layers.BatchNormalization))
+    with pytest.raises(ValueError, match="train_batch_norm must be a bool"):
+        fine_tune(model, 1.0, train_batch_norm="yes")
+
+
 @pytest.mark.parametrize("fraction", [0, -0.1, 1.5, "10%", True])
 def test_fine_tune_rejects_bad_fractions(fraction):
     model = build_classifier("baseline")

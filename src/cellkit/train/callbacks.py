@@ -162,8 +162,11 @@ def _current_learning_rate(model: keras.Model | None) -> float | None:
 class TimeLimit(keras.callbacks.Callback):
     """Stop training before an epoch that would end after ``seconds`` since :meth:`start`.
 
-    The estimate is the longest epoch so far. One instance serves every phase of a run:
-    :attr:`exhausted` tells the runner to skip the remaining phases.
+    The estimate is the longest epoch so far. Within an epoch, training stops after the
+    first batch that ends past the budget: an epoch longer than the whole budget (a large
+    network on a CPU) ends early instead of overrunning it; Keras still validates and
+    records that partial epoch. One instance serves every phase of a run: :attr:`exhausted`
+    tells the runner to skip the remaining phases.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -181,6 +184,11 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_start = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if time.monotonic() - self.started > self.seconds:
+            self.exhausted = True
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         now = time.monotonic()

@@ -43,7 +43,6 @@ __all__ = ["PreciseBatchNorm", "batch_norm_layers", "dropout_layers", "recalibra
 
 def batch_norm_layers(model: keras.layers.Layer, trainable_only: bool = True) -> list[keras.layers.BatchNormalization]:
     """Every ``BatchNormalization`` layer inside ``model`` (nested models included)."""
-
     found = [layer for layer in _walk_unique(model) if isinstance(layer, keras.layers.BatchNormalization)]
     return [layer for layer in found if layer.trainable or not trainable_only]
 

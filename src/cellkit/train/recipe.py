@@ -351,6 +351,8 @@ class Recipe:
         mode: ``"auto"``, ``"transfer"`` or ``"scratch"`` (module docstring).
         fine_tune_fraction: fraction of the backbone's parameters unfrozen by
             ``trainable="fine_tune"`` phases (the report: 1 % to 30 %, best 1-10 %).
+        fine_tune_batch_norm: those phases also train the batch-norm layers of the
+            unfrozen span (default: kept frozen, see :func:`cellkit.zoo.fine_tune`).
         phases: explicit phases; empty: the defaults of the mode.
     """
 
@@ -374,6 +376,7 @@ class Recipe:
     precision: str = "auto"
     mode: str = "auto"
     fine_tune_fraction: float = 0.1
+    fine_tune_batch_norm: bool = False
     phases: tuple[Phase, ...] = ()
 
     def __post_init__(self) -> None:
@@ -410,6 +413,9 @@ class Recipe:
         set_("precision", _check_choice(self.precision, "precision", "", PRECISIONS))
         set_("mode", _check_choice(self.mode, "mode", "", MODES))
         set_("fine_tune_fraction", _check_float(self.fine_tune_fraction, "fine_tune_fraction", "", high=1.0))
+        if not isinstance(self.fine_tune_batch_norm, bool):
+            raise RecipeError("fine_tune_batch_norm must be true or false. "
+                              f"Received: fine_tune_batch_norm={self.fine_tune_batch_norm!r}")
         phases = self.phases
         if isinstance(phases, Phase) or not isinstance(phases, Sequence):
             raise RecipeError(f"phases must be a list of phases. Received: phases={phases!r}")

@@ -177,7 +177,9 @@ def build_training_model(classifier: keras.Model, augmentation: str = "none", se
     return keras.Model(inputs, outputs, name="training_model")
 
 
-def set_trainable(classifier: keras.Model, phase: Phase, fine_tune_fraction: float) -> str:
+def set_trainable(
+    classifier: keras.Model, phase: Phase, fine_tune_fraction: float, fine_tune_batch_norm: bool = False
+) -> str:
     """Make the phase's part of ``classifier`` trainable; return a one-line description."""
     from cellkit.zoo import fine_tune, freeze_backbone
 
@@ -185,7 +187,7 @@ def set_trainable(classifier: keras.Model, phase: Phase, fine_tune_fraction: flo
         report = freeze_backbone(classifier)
         return f"backbone frozen ({report.total_parameters:,} parameters), head trainable"
     if phase.trainable == "fine_tune":
-        return str(fine_tune(classifier, fine_tune_fraction))
+        return str(fine_tune(classifier, fine_tune_fraction, train_batch_norm=fine_tune_batch_norm))
     classifier.trainable = True
     return "every layer trainable"
 
@@ -355,7 +357,8 @@ def train(
                     if limit is not None and limit.exhausted:
                         log(f"time limit of {time_limit:g} s reached: phase {phase.name} skipped")
                         break
-                    trainable = set_trainable(classifier, phase, recipe.fine_tune_fraction)
+                    trainable = set_trainable(classifier, phase, recipe.fine_tune_fraction,
+                                              recipe.fine_tune_batch_norm)
                     log(f"phase {i + 1}/{len(recipe.phases)} {phase.name}: {trainable}; {_describe_phase(phase)}")
                     compile_phase(training_model, phase, len(train_batches) * phase.epochs, recipe.label_smoothing)
                     history.phase = phase.name

@@ -70,19 +70,26 @@ def freeze_backbone(model: keras.Model) -> FineTuneReport:
     return FineTuneReport(0.0, 0.0, 0, total, (), ())
 
 
-def fine_tune(model: keras.Model, fraction: float) -> FineTuneReport:
+def fine_tune(model: keras.Model, fraction: float, *, train_batch_norm: bool = False) -> FineTuneReport:
     """Unfreeze the top ``fraction`` of the backbone's parameters, counted from the output side.
 
     Layers are unfrozen whole, walking from the backbone's output towards its input, until
     the unfrozen parameters reach ``fraction`` of the total (so the achieved fraction is at
     least the requested one, unless batch-norm layers make up the rest). Batch-norm layers
-    are skipped and stay frozen; everything below the last unfrozen layer stays frozen.
+    are skipped and stay frozen (inference mode, pretrained statistics: the Keras
+    transfer-learning guide) unless ``train_batch_norm``, which unfreezes those within the
+    span too (they then normalise with batch statistics in training, as when training from
+    scratch: for long fine-tuning of many layers on a domain far from the pretraining
+    one); everything below the last unfrozen layer stays frozen.
     The head is not touched.
 
     Args:
         model: a classifier from :func:`cellkit.zoo.build_classifier`.
         fraction: in (0, 1].
+        train_batch_norm: also unfreeze the batch-norm layers within the unfrozen span.
     """
+    if not isinstance(train_batch_norm, bool):
+        raise ValueError(f"train_batch_norm must be a bool. Received: train_batch_norm={train_batch_norm!r}")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1]. Received: fraction={fraction!r}")
     backbone = get_backbone_layer(model)
@@ -100,7 +107,7 @@ def fine_tune(model: keras.Model, fraction: float) -> FineTuneReport:
         count = counts[id(layer)]
         if count == 0:
             continue
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization) and not train_batch_norm:
             kept_bn.append(layer.name)
             continue
         layer.trainable = True
