@@ -17,9 +17,9 @@ situation, seeded:
 Rows (the report's): Baseline (``baseline`` on the complete data), Network 1 (``baseline``
 on the filtered data), Network 2 (``network2``: resize to 32x32), Network 3 (``network3``:
 + LeCun-normal initialisation and L2), Network 4 (``network4``: + batch norm and dropout,
-with precise batch norm: :data:`PRECISE_BN`), each with the ``report-baseline`` recipe cut to :data:`EPOCHS` epochs (cosine schedule over
-them) and :data:`MINUTES` minutes of training, so the full table fits in an hour on 2 CPU
-cores. The benchmark checks the report's findings, not its numbers: the filtered data beats
+with precise batch norm: :data:`PRECISE_BN`), each with the ``report-baseline`` recipe cut
+to :data:`EPOCHS` epochs (cosine schedule over them) and :data:`MINUTES` minutes of
+training, so the full table fits in an hour on 2 CPU cores. The benchmark checks the report's findings, not its numbers: the filtered data beats
 the complete data, and 32x32 resizing loses accuracy; the Markdown says where ours disagree.
 
     python -m pytest benchmarks/test_bench_table1.py --full     # writes docs/results/table1.md and table1.png
