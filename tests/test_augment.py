@@ -24,6 +24,7 @@ from cellkit.augment import (
     RandomApply,
     RandomBlur,
     RandomChannelGain,
+    RandomErasing,
     RandomGaussianNoise,
     RandomRot90,
     augmentation_layer,
@@ -56,7 +57,7 @@ def test_policies_only_simulate_augmentation_families() -> None:
             assert set(names) <= set(AUGMENTATION_FAMILIES), (policy, fam)
             assert not set(names) & set(EVALUATION_FAMILIES), (policy, fam)
     assert set(POLICY_FAMILIES["light"]) == {"geometric", "contrast", "brightness", "colour"}
-    assert {"gaussian_blur", "noise", "colour"} <= set(POLICY_FAMILIES["strong"])
+    assert {"gaussian_blur", "noise", "colour", "occlusion"} <= set(POLICY_FAMILIES["strong"])
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
@@ -156,6 +157,28 @@ def test_channel_gain_and_noise_magnitudes(batch: np.ndarray) -> None:
     noisy = _np(RandomGaussianNoise(10.0, seed=0)(batch, training=True)) - batch
     std = noisy.reshape(8, -1).std(axis=1)
     assert np.all(std <= 10.5) and np.ptp(std) > 0.5  # per-image standard deviation in [0, 10]
+
+
+def test_random_erasing_replaces_one_rectangle_by_noise(batch: np.ndarray) -> None:
+    flat = np.full((64, 40, 40, 3), 128.0, "float32")
+    out = _np(RandomErasing(0.05, 0.2, max_aspect=3.0, seed=0)(flat, training=True))
+    changed = np.any(out != flat, axis=-1)  # (n, h, w)
+    for mask in changed:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert box.mean() > 0.95  # one axis-aligned rectangle (a noise value may equal 128)
+        assert mask.mean() <= 0.2 + 0.05  # at most max_area (plus rounding to whole pixels)
+    share = changed.mean(axis=(1, 2))
+    assert share.max() > 0.08 and np.ptp(share) > 0.03  # the area is drawn per image
+    noise = out[np.broadcast_to(changed[..., None], out.shape)]
+    assert noise.min() >= 0 and noise.max() <= 255 and 110 < noise.mean() < 146 and noise.std() > 60
+    np.testing.assert_array_equal(_np(RandomErasing(seed=0)(batch, training=False)), batch)
+    a = _np(RandomErasing(seed=3)(batch, training=True))
+    np.testing.assert_array_equal(a, _np(RandomErasing(seed=3)(batch, training=True)))
+    with pytest.raises(ValueError, match="min_area"):
+        RandomErasing(0.3, 0.2)
+    with pytest.raises(ValueError, match="max_aspect"):
+        RandomErasing(max_aspect=0.5)
 
 
 def test_random_apply_picks_images(batch: np.ndarray) -> None:

@@ -31,7 +31,7 @@ ALL = list_corruptions()
 #: Corruptions with a random part (the others ignore the seed).
 SEEDED = {
     "hue_shift", "color_cast", "stain_jitter", "motion_blur", "gaussian_noise",
-    "ink_deposits", "bubbles", "dihedral", "rotate", "translate", "zoom",
+    "ink_deposits", "bubbles", "random_erasing", "dihedral", "rotate", "translate", "zoom",
 }  # fmt: skip
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "corruptions.md"
 
@@ -203,6 +203,21 @@ def test_kernels_are_normalised_and_symmetric() -> None:
     assert horizontal[horizontal.shape[0] // 2].sum() > 0.9  # along the middle row
     with pytest.raises(ValueError, match="radius=0"):
         blur_noise.disk_kernel(0)
+
+
+def test_random_erasing_grows_one_rectangle_of_noise_in_place(cells: np.ndarray) -> None:
+    from cellkit.corrupt.occlusion import ERASING_AREAS
+
+    flat = np.full((40, 96, 96, 3), 128, np.uint8)
+    masks = [np.any(corrupt(flat, "random_erasing", s, seed=5) != flat, axis=-1) for s in range(1, 6)]
+    for small, large in zip(masks, masks[1:], strict=False):
+        assert not np.any(small & ~large)  # the same centre: each rectangle contains the smaller one
+    for s, mask in enumerate(masks, start=1):
+        assert np.all(mask.mean(axis=(1, 2)) <= ERASING_AREAS[s - 1] + 0.01)  # clipped at the border, never larger
+    assert np.median(masks[-1].mean(axis=(1, 2))) > 0.7 * ERASING_AREAS[-1]
+    out = corrupt(cells, "random_erasing", 3, seed=5)
+    kept = ~np.any(out != cells, axis=-1)
+    np.testing.assert_array_equal(out[kept], cells[kept])  # outside the rectangle: untouched
 
 
 def test_pixelate_averages_blocks() -> None:

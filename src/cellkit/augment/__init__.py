@@ -17,6 +17,7 @@ from cellkit.augment.layers import (
     RandomApply,
     RandomBlur,
     RandomChannelGain,
+    RandomErasing,
     RandomGaussianNoise,
     RandomRot90,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "RandomApply",
     "RandomBlur",
     "RandomChannelGain",
+    "RandomErasing",
     "RandomGaussianNoise",
     "RandomRot90",
     "augmentation_layer",

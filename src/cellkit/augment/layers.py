@@ -10,6 +10,8 @@ channels-last float images in the 0-255 range and is serializable
 * :class:`RandomBlur`: Gaussian blur of a per-image random sigma, reflected border
   (``keras.layers.RandomGaussianBlur`` pads with zeros, which darkens the border).
 * :class:`RandomGaussianNoise`: additive noise of a per-image random standard deviation.
+* :class:`RandomErasing`: one rectangle per image replaced by uniform noise (random erasing,
+  the training-time form of the ``random_erasing`` corruption of ``cellkit.corrupt.occlusion``).
 * :class:`RandomApply`: applies a wrapped layer to a random subset of the batch (each image
   with probability ``rate``), the RandAugment-style "maybe apply this op".
 
@@ -29,7 +31,7 @@ from typing import Any
 import keras
 from keras import ops
 
-__all__ = ["RandomApply", "RandomBlur", "RandomChannelGain", "RandomGaussianNoise", "RandomRot90"]
+__all__ = ["RandomApply", "RandomBlur", "RandomChannelGain", "RandomErasing", "RandomGaussianNoise", "RandomRot90"]
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> float:
@@ -149,6 +151,47 @@ class RandomGaussianNoise(_RandomLayer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "max_stddev": self.max_stddev}
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomErasing(_RandomLayer):
+    """Replace one rectangle of each image by uniform noise in 0-255 (Zhong et al., *Random Erasing*, 2020).
+
+    The rectangle covers ``U(min_area, max_area)`` of the image area, has an aspect ratio
+    log-uniform in ``[1 / max_aspect, max_aspect]`` and a uniformly random centre (it is
+    clipped at the border); the noise is independent per pixel and channel.
+    """
+
+    def __init__(
+        self, min_area: float = 0.02, max_area: float = 0.25, max_aspect: float = 3.0, seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.max_area = _check_range("max_area", max_area, 0.0, 1.0)
+        self.min_area = _check_range("min_area", min_area, 0.0, self.max_area)
+        self.max_aspect = _check_range("max_aspect", max_aspect, 1.0, 100.0)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        n = _batch_size(images)
+        h, w = ops.shape(images)[1], ops.shape(images)[2]
+        fh, fw = ops.cast(h, "float32"), ops.cast(w, "float32")
+        area = keras.random.uniform((n, 1, 1), self.min_area, self.max_area, seed=self.seed_generator) * fh * fw
+        log_aspect = math.log(self.max_aspect)
+        aspect = ops.exp(keras.random.uniform((n, 1, 1), -log_aspect, log_aspect, seed=self.seed_generator))
+        centre_x = keras.random.uniform((n, 1, 1), 0.0, 1.0, seed=self.seed_generator) * fw
+        centre_y = keras.random.uniform((n, 1, 1), 0.0, 1.0, seed=self.seed_generator) * fh
+        xs = ops.cast(ops.arange(w), "float32")[None, None, :] + 0.5
+        ys = ops.cast(ops.arange(h), "float32")[None, :, None] + 0.5
+        inside = ops.logical_and(
+            ops.abs(xs - centre_x) <= 0.5 * ops.sqrt(area * aspect),
+            ops.abs(ys - centre_y) <= 0.5 * ops.sqrt(area / aspect),
+        )  # (n, h, w)
+        noise = keras.random.uniform(ops.shape(images), 0.0, 255.0, seed=self.seed_generator)
+        return ops.where(inside[..., None], ops.cast(noise, images.dtype), images)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "min_area": self.min_area, "max_area": self.max_area,
+                "max_aspect": self.max_aspect}
 
 
 @keras.saving.register_keras_serializable(package="cellkit")

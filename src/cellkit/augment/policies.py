@@ -6,7 +6,8 @@ translation, zoom, contrast and brightness, plus a mild colour jitter (saturatio
 ``strong`` follows RandAugment/AugMix in spirit: every op after the flips is applied to a
 random subset of the batch (each image with its own probability draw, through
 :class:`~cellkit.augment.layers.RandomApply`), with larger magnitudes, colour jitter (hue,
-saturation, per-channel gains), Gaussian blur and Gaussian noise.
+saturation, per-channel gains), random erasing (a rectangle of uniform noise on half the
+images), Gaussian blur and Gaussian noise.
 
 Both simulate only the corruption families of
 :data:`cellkit.corrupt.suite.AUGMENTATION_FAMILIES`; :data:`POLICY_FAMILIES` records
@@ -38,6 +39,7 @@ from cellkit.augment.layers import (
     RandomApply,
     RandomBlur,
     RandomChannelGain,
+    RandomErasing,
     RandomGaussianNoise,
     RandomRot90,
 )
@@ -83,8 +85,9 @@ _STRONG: list[tuple[str, _Factory]] = [
     ("colour", _maybe(0.5, lambda s: layers.RandomSaturation((0.3, 0.7), value_range=VALUE_RANGE, seed=s))),
     ("colour", _maybe(0.5, lambda s: layers.RandomHue(0.12, value_range=VALUE_RANGE, seed=s))),  # +-21.6 degrees
     ("colour", _maybe(0.5, lambda s: RandomChannelGain(0.15, seed=s))),
-    ("gaussian_blur", _maybe(0.3, lambda s: RandomBlur(0.3, 1.5, seed=s))),
-    ("noise", _maybe(0.3, lambda s: RandomGaussianNoise(12.0, seed=s))),
+    ("occlusion", _maybe(0.5, lambda s: RandomErasing(0.02, 0.25, seed=s))),
+    ("gaussian_blur", _maybe(0.5, lambda s: RandomBlur(0.3, 1.5, seed=s))),
+    ("noise", _maybe(0.5, lambda s: RandomGaussianNoise(12.0, seed=s))),
 ]
 
 #: Policy name -> ``(corruption family, layer factory)`` for each op, in order.

@@ -13,7 +13,7 @@ The honest protocol
 
     * :data:`AUGMENTATION_FAMILIES` - what ``cellkit.augment``'s policies may simulate:
       brightness, contrast, colour (saturation, hue, colour cast), geometric shifts,
-      Gaussian noise and Gaussian blur;
+      Gaussian noise, Gaussian blur and occlusion (random erasing);
     * :data:`EVALUATION_FAMILIES` - held out, for :func:`cellkit.robustness.evaluate_robustness`:
       stain jitter (HED), defocus blur, motion blur, JPEG compression, pixelation, ink
       deposits and bubbles.
@@ -21,7 +21,10 @@ The honest protocol
     Caveat: Gaussian blur (trained) and defocus blur (held out) are both low-pass filters,
     and colour jitter (trained) and stain jitter (held out) both move colours; transfer
     between them is part of what the evaluation measures, not a leak of the test corruption
-    itself (the kernels and colour models differ). ``docs/corruptions.md`` documents it all.
+    itself (the kernels and colour models differ). Likewise random erasing (trained) and
+    the slide artefacts (held out) both hide part of a cell, but an erased rectangle of
+    uniform noise is neither a soft dark deposit nor a refracting bubble.
+    ``docs/corruptions.md`` documents it all.
 
 Example:
     >>> import numpy as np
@@ -41,7 +44,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cellkit.corrupt import artefacts, blur_noise, geometric, photometric
+from cellkit.corrupt import artefacts, blur_noise, geometric, occlusion, photometric
 from cellkit.corrupt._batch import SEVERITIES, as_generator, check_batch, check_severity
 
 __all__ = [
@@ -81,6 +84,7 @@ CORRUPTIONS: dict[str, CorruptionFn] = {
     "pixelate": blur_noise.pixelate,
     "ink_deposits": artefacts.ink_deposits,
     "bubbles": artefacts.bubbles,
+    "random_erasing": occlusion.random_erasing,
     "dihedral": geometric.dihedral,
     "rotate": geometric.rotate,
     "translate": geometric.translate,
@@ -106,6 +110,7 @@ SEVERITY_PARAMETERS: dict[str, tuple[str, tuple]] = {
     "pixelate": ("block (px)", blur_noise.PIXELATE_BLOCKS),
     "ink_deposits": ("deposits", artefacts.INK_COUNTS),
     "bubbles": ("bubbles", artefacts.BUBBLE_COUNTS),
+    "random_erasing": ("area share", occlusion.ERASING_AREAS),
     "dihedral": ("(none)", (0, 0, 0, 0, 0)),
     "rotate": ("degrees (random sign)", geometric.ROTATE_DEGREES),
     "translate": ("pixels per 96", geometric.TRANSLATE_PIXELS),
@@ -120,6 +125,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "geometric": ("dihedral", "rotate", "translate", "zoom"),
     "noise": ("gaussian_noise",),
     "gaussian_blur": ("gaussian_blur",),
+    "occlusion": ("random_erasing",),
     "stain": ("stain_jitter",),
     "defocus": ("defocus_blur",),
     "motion": ("motion_blur",),
@@ -132,7 +138,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 #: The family of each corruption.
 FAMILY_OF: dict[str, str] = {name: fam for fam, names in FAMILIES.items() for name in names}
 
-_AUGMENTATION_FAMILY_NAMES = ("brightness", "contrast", "colour", "geometric", "noise", "gaussian_blur")
+_AUGMENTATION_FAMILY_NAMES = ("brightness", "contrast", "colour", "geometric", "noise", "gaussian_blur", "occlusion")
 
 #: Corruptions of the families that training-time augmentation may simulate.
 AUGMENTATION_FAMILIES: tuple[str, ...] = tuple(n for f in _AUGMENTATION_FAMILY_NAMES for n in FAMILIES[f])
