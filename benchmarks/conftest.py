@@ -125,8 +125,14 @@ def runs_dir(request: pytest.FixtureRequest, full_mode: bool, tmp_path_factory: 
 
 
 def _reusable(folder: Path, recipe, data, seconds: float | None, split=None):  # noqa: ANN001, ANN202
-    """The finished run in ``folder`` if it is this recipe on this data (and split), backend and budget."""
+    """The finished run in ``folder`` if it is this recipe on this data (and split), backend and budget.
+
+    Runs that recorded their augmentation ops (``run.json``) must also have trained with the
+    ops the recipe's policy has today: a policy is a name, and its ops may have changed since.
+    """
     import keras
+
+    from cellkit.augment import describe_policy
 
     from cellkit.errors import CellkitError
     from cellkit.train import load_run
@@ -146,6 +152,7 @@ def _reusable(folder: Path, recipe, data, seconds: float | None, split=None):  #
         and info.get("data", {}).get("images") == len(data)
         and info.get("environment", {}).get("backend") == keras.backend.backend()
         and (split is None or run.split == split)
+        and info.get("augmentation", describe_policy(recipe.augmentation)) == describe_policy(recipe.augmentation)
     )
     return run if same else None
 
@@ -158,7 +165,7 @@ def trained_run(runs_dir: Path, request: pytest.FixtureRequest):
     compact ResNet is a Table 2 ensemble member, the light-recipe row of the robustness
     table and the training benchmark's reproduction). A run is kept in
     ``runs_dir / name`` and reused when its ``run.json`` shows a complete run of the same
-    resolved recipe, time budget, data (source and size) and Keras backend; ``--retrain``
+    resolved recipe, time budget, data (source and size), Keras backend and augmentation ops; ``--retrain``
     trains again. The figures reported are always those the run recorded itself
     (``run.json``, ``history.csv``, ``metrics.json``).
     """

@@ -28,6 +28,7 @@ from cellkit.augment import (
     RandomGaussianNoise,
     RandomRot90,
     augmentation_layer,
+    describe_policy,
     mix_batch,
     smooth_labels,
 )
@@ -58,6 +59,27 @@ def test_policies_only_simulate_augmentation_families() -> None:
             assert not set(names) & set(EVALUATION_FAMILIES), (policy, fam)
     assert set(POLICY_FAMILIES["light"]) == {"geometric", "contrast", "brightness", "colour"}
     assert {"gaussian_blur", "noise", "colour", "occlusion"} <= set(POLICY_FAMILIES["strong"])
+
+
+def test_describe_policy_lists_every_op_with_its_magnitudes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from cellkit.augment import policies
+
+    strong = describe_policy("strong")
+    assert [op["family"] for op in strong] == [fam for fam, _ in POLICIES["strong"]]
+    assert json.loads(json.dumps(strong)) == strong  # JSON-ready: run.json records it
+    erasing = next(op for op in strong if op["op"] == "RandomErasing")
+    assert erasing == {"family": "occlusion", "op": "RandomErasing", "min_area": 0.02, "max_area": 0.25,
+                       "max_aspect": 3.0, "rate": 0.5}
+    assert describe_policy("none") == [] and describe_policy("strong") == strong  # no names or seeds in it
+    changed = [*POLICIES["light"][:-1], ("colour", lambda s: keras.layers.RandomHue(0.05, value_range=(0, 255), seed=s))]
+    before = describe_policy("light")
+    monkeypatch.setitem(policies.POLICIES, "light", changed)
+    after = describe_policy("light")
+    assert after != before and after[:-1] == before[:-1]  # same name, other magnitude: told apart
+    with pytest.raises(ValueError, match="policy"):
+        describe_policy("medium")
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cellkit
+from cellkit.augment import describe_policy
 from cellkit.data import Dataset
 from cellkit.data.split import Split, stratified_split
 from cellkit.errors import CellkitError
@@ -183,6 +184,7 @@ def test_run_writes_every_artifact(run, tiny):
     info = json.loads((d / "run.json").read_text())
     assert info["status"] == "complete" and info["precision"] == "float32" and info["epochs_run"] == 2
     assert info["environment"]["backend"] == keras.backend.backend()
+    assert info["augmentation"] == describe_policy(run.recipe.augmentation)  # the ops, not only the policy name
     metrics = json.loads((d / "metrics.json").read_text())
     for key in ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "precision_macro",
                 "recall_macro", "f1_macro"):

@@ -22,7 +22,7 @@ from cellkit.augment.layers import (
     RandomRot90,
 )
 from cellkit.augment.mix import MIX_METHODS, mix_batch, smooth_labels
-from cellkit.augment.policies import POLICIES, POLICY_FAMILIES, Augmentation, augmentation_layer
+from cellkit.augment.policies import POLICIES, POLICY_FAMILIES, Augmentation, augmentation_layer, describe_policy
 from cellkit.augment.presets import ROBUST_PHASE_KEYS, ROBUST_PRESET
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "RandomGaussianNoise",
     "RandomRot90",
     "augmentation_layer",
+    "describe_policy",
     "mix_batch",
     "smooth_labels",
 ]

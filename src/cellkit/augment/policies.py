@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ from cellkit.augment.layers import (
     RandomRot90,
 )
 
-__all__ = ["POLICIES", "POLICY_FAMILIES", "Augmentation", "augmentation_layer"]
+__all__ = ["POLICIES", "POLICY_FAMILIES", "Augmentation", "augmentation_layer", "describe_policy"]
 
 VALUE_RANGE = (0, 255)
 
@@ -151,3 +152,30 @@ def augmentation_layer(policy: str = "light", seed: int | None = None) -> Augmen
     sequence of random draws reproducible.
     """
     return Augmentation(policy=policy, seed=seed)
+
+
+#: Config keys that name or place a layer rather than say what it does.
+_NOT_PARAMETERS = frozenset({"name", "dtype", "trainable", "seed"})
+
+
+def _describe_op(layer: keras.layers.Layer) -> dict[str, Any]:
+    if isinstance(layer, RandomApply):
+        return {**_describe_op(layer.layer), "rate": layer.rate}
+    params = {k: v for k, v in layer.get_config().items() if k not in _NOT_PARAMETERS}
+    return {"op": type(layer).__name__, **json.loads(json.dumps(params, default=str))}
+
+
+def describe_policy(policy: str) -> list[dict[str, Any]]:
+    """What ``policy`` does, op by op: family, layer class, magnitudes and probability (JSON-ready).
+
+    Training runs record it (``run.json``), so a kept run can be told apart from one that
+    the same policy *name* would train today after its ops were changed.
+
+    Example:
+        >>> [op["op"] for op in describe_policy("light")][:2]
+        ['RandomFlip', 'RandomRot90']
+        >>> describe_policy("none")
+        []
+    """
+    layer = augmentation_layer(_check_policy(policy), seed=0)
+    return [{"family": fam, **_describe_op(op)} for (fam, _), op in zip(POLICIES[policy], layer.augmenters, strict=True)]

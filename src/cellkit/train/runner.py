@@ -58,6 +58,7 @@ import keras
 import numpy as np
 
 from cellkit._io import atomic_write_json
+from cellkit.augment import describe_policy
 from cellkit.data import Dataset
 from cellkit.data.split import Split, stratified_split
 from cellkit.errors import CellkitError, DataError
@@ -295,6 +296,7 @@ def train(
         "data": {"source": dataset.source, "images": len(dataset), "class_names": list(class_names),
                  "split": split.sizes()},
         "environment": _environment(),
+        "augmentation": describe_policy(recipe.augmentation),
     }
     atomic_write_json(run_dir / "run.json", info)
 
