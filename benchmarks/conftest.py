@@ -133,7 +133,6 @@ def _reusable(folder: Path, recipe, data, seconds: float | None, split=None):  #
     import keras
 
     from cellkit.augment import describe_policy
-
     from cellkit.errors import CellkitError
     from cellkit.train import load_run
 
@@ -144,6 +143,7 @@ def _reusable(folder: Path, recipe, data, seconds: float | None, split=None):  #
     except (CellkitError, OSError, ValueError):
         return None
     info = run.info
+    ops = describe_policy(recipe.augmentation)
     same = (
         run.status == "complete"
         and run.recipe == recipe
@@ -152,7 +152,7 @@ def _reusable(folder: Path, recipe, data, seconds: float | None, split=None):  #
         and info.get("data", {}).get("images") == len(data)
         and info.get("environment", {}).get("backend") == keras.backend.backend()
         and (split is None or run.split == split)
-        and info.get("augmentation", describe_policy(recipe.augmentation)) == describe_policy(recipe.augmentation)
+        and info.get("augmentation", ops) == ops
     )
     return run if same else None
 
