@@ -23,6 +23,7 @@ corruptions at two severities: it proves the harness, not the accuracy.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import pytest
 
 import cellkit
 from cellkit._io import atomic_write_text
+from cellkit.augment import describe_policy
 from cellkit.corrupt.suite import EVALUATION_FAMILIES
 from cellkit.data import Dataset
 from cellkit.data.split import stratified_split
@@ -125,7 +127,7 @@ def test_recipe_robustness_on_held_out_corruptions(report, name, pbc96_path, tra
             assert rep.mean_corruption_accuracy > _MEANS["compact"], "the robust preset must beat the light recipe"
 
 
-def test_quick_harness_trains_and_evaluates_the_robust_recipe(report, trained_run) -> None:
+def test_quick_harness_trains_and_evaluates_the_robust_recipe(report, trained_run, request) -> None:
     from cellkit.robustness import evaluate_robustness
     from cellkit.train import Phase, load_preset
 
@@ -142,3 +144,15 @@ def test_quick_harness_trains_and_evaluates_the_robust_recipe(report, trained_ru
                               severities=(1, 5), seed=0)
     assert rep.corruptions == ("jpeg_compression", "bubbles") and rep.severities == (1, 5)
     assert 0.0 <= rep.mean_corruption_accuracy <= 1.0 and rep.n_images == result.split.test.size
+    if request.config.getoption("--retrain"):
+        return
+    # the kept run is reused, unless the policy's ops it recorded are not today's
+    written = (result.run_dir / "history.csv").stat().st_mtime_ns
+    trained_run("robust-quick", data, recipe)
+    assert (result.run_dir / "history.csv").stat().st_mtime_ns == written
+    run_json = result.run_dir / "run.json"
+    info = json.loads(run_json.read_text())
+    info["augmentation"][-1]["rate"] = 0.3  # as if trained before an op's probability changed
+    run_json.write_text(json.dumps(info))
+    retrained = trained_run("robust-quick", data, recipe)
+    assert retrained.info["augmentation"] == describe_policy("strong") != info["augmentation"]
