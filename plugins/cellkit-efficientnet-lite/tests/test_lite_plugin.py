@@ -97,6 +97,7 @@ def test_shipped_recipes_are_valid_and_match_the_budget_they_state(name: str) ->
     assert recipe.val == 0.08 and recipe.test == 0.2 and recipe.tta == "d4"
     if name == "lite-transfer.toml":
         assert recipe.weights == "imagenet" and recipe.fine_tune_fraction == 1.0
+        assert recipe.fine_tune_batch_norm and recipe.precise_bn == 30
         assert [(p.trainable, p.optimizer, p.learning_rate, p.final_learning_rate) for p in recipe.phases] == [
             ("head", "lion", 5e-4, 1e-5), ("fine_tune", "lion", 3e-5, 1e-6)]
     else:
