@@ -24,6 +24,7 @@ from cellkit.augment import (
     RandomApply,
     RandomBlur,
     RandomChannelGain,
+    RandomChromaBlur,
     RandomErasing,
     RandomGaussianNoise,
     RandomRot90,
@@ -169,6 +170,35 @@ def test_blur_keeps_flat_images_flat_and_smooths(batch: np.ndarray) -> None:
     assert lap(blurred) < 0.8 * lap(batch)
     with pytest.raises(ValueError, match="min_sigma"):
         RandomBlur(2.0, 1.0)
+
+
+def _luma_and_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BT.601 Y and (Cb, Cr), computed here independently of the layer (OpenCV's YCrCb, reordered)."""
+    import cv2
+
+    ycrcb = np.stack([cv2.cvtColor(np.asarray(im, "float32") / 255.0, cv2.COLOR_RGB2YCrCb) for im in rgb]) * 255.0
+    return ycrcb[..., 0], ycrcb[..., [2, 1]]
+
+
+def test_chroma_blur_smooths_colour_and_keeps_luma(batch: np.ndarray) -> None:
+    out = _np(RandomChromaBlur(1.5, 3.0, seed=0)(batch, training=True))
+    y_in, c_in = _luma_and_chroma(batch)
+    y_out, c_out = _luma_and_chroma(out)
+    np.testing.assert_allclose(y_out, y_in, atol=0.05)  # the brightness of every pixel is kept
+    grad = lambda a: np.abs(np.diff(a, axis=1)).mean(axis=(1, 2, 3))  # noqa: E731
+    assert np.all(grad(c_out) < 0.7 * grad(c_in))  # colour detail smoothed in every image
+    assert np.abs(c_out - c_in).max() > 5  # and it moved
+    grey = np.repeat(batch[..., :1], 3, axis=-1)  # no colour: nothing to blur
+    np.testing.assert_allclose(_np(RandomChromaBlur(seed=0)(grey, training=True)), grey, atol=1e-3)
+    np.testing.assert_array_equal(_np(RandomChromaBlur(seed=0)(batch, training=False)), batch)
+    a = _np(RandomChromaBlur(seed=4)(batch, training=True))
+    np.testing.assert_array_equal(a, _np(RandomChromaBlur(seed=4)(batch, training=True)))
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(RandomChromaBlur(0.7, 2.5)))
+    assert isinstance(again, RandomChromaBlur) and (again.min_sigma, again.max_sigma) == (0.7, 2.5)
+    with pytest.raises(ValueError, match="3 channels"):
+        RandomChromaBlur()(np.zeros((1, 8, 8, 1), "float32"), training=True)
+    with pytest.raises(ValueError, match="min_sigma"):
+        RandomChromaBlur(2.0, 1.0)
 
 
 def test_channel_gain_and_noise_magnitudes(batch: np.ndarray) -> None:

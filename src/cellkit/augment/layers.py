@@ -31,7 +31,10 @@ from typing import Any
 import keras
 from keras import ops
 
-__all__ = ["RandomApply", "RandomBlur", "RandomChannelGain", "RandomErasing", "RandomGaussianNoise", "RandomRot90"]
+__all__ = [
+    "RandomApply", "RandomBlur", "RandomChannelGain", "RandomChromaBlur", "RandomErasing", "RandomGaussianNoise",
+    "RandomRot90",
+]
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> float:
@@ -121,19 +124,60 @@ class RandomBlur(_RandomLayer):
         self.radius = max(1, math.ceil(2 * self.max_sigma))
 
     def augment(self, images):  # noqa: ANN001, ANN201
-        n = _batch_size(images)
-        h, w = ops.shape(images)[1], ops.shape(images)[2]
-        r = self.radius
-        sigma = keras.random.uniform((n, 1), self.min_sigma, self.max_sigma, seed=self.seed_generator)
-        taps = ops.cast(ops.arange(-r, r + 1), sigma.dtype)[None, :]
-        weights = ops.exp(-0.5 * ops.square(taps / sigma))
-        weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
-        padded = ops.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
-        rows = sum(weights[:, j, None, None, None] * padded[:, j : j + h] for j in range(2 * r + 1))
-        return sum(weights[:, j, None, None, None] * rows[:, :, j : j + w] for j in range(2 * r + 1))
+        return _gaussian_blur(images, self._draw_sigma(images), self.radius)
+
+    def _draw_sigma(self, images):  # noqa: ANN001, ANN202
+        return keras.random.uniform((_batch_size(images), 1), self.min_sigma, self.max_sigma, seed=self.seed_generator)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "min_sigma": self.min_sigma, "max_sigma": self.max_sigma}
+
+
+def _gaussian_blur(images, sigma, radius: int):  # noqa: ANN001, ANN202
+    """Separable Gaussian blur of ``(n, h, w, c)`` images, one ``sigma`` ``(n, 1)`` per image, reflected border."""
+    h, w = ops.shape(images)[1], ops.shape(images)[2]
+    taps = ops.cast(ops.arange(-radius, radius + 1), sigma.dtype)[None, :]
+    weights = ops.exp(-0.5 * ops.square(taps / sigma))
+    weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
+    padded = ops.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    rows = sum(weights[:, j, None, None, None] * padded[:, j : j + h] for j in range(2 * radius + 1))
+    return sum(weights[:, j, None, None, None] * rows[:, :, j : j + w] for j in range(2 * radius + 1))
+
+
+#: RGB -> (Cb, Cr) of ITU-R BT.601 (the JPEG colour transform, without its +128 offset).
+_RGB_TO_CHROMA = ((-0.168736, 0.5), (-0.331264, -0.418688), (0.5, -0.081312))
+#: (Cb, Cr) -> their contribution to RGB; the luma Y adds to every channel.
+_CHROMA_TO_RGB = ((0.0, -0.344136, 1.772), (1.402, -0.714136, 0.0))
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomChromaBlur(RandomBlur):
+    """Blur the colour (Cb, Cr of BT.601 YCbCr) of RGB images, not their luma; sigma ``U(min_sigma, max_sigma)``.
+
+    Cameras record colour at a lower resolution than brightness (a Bayer sensor samples each
+    colour on a quarter to a half of its pixels; video and JPEG codecs subsample chroma), so
+    fine colour detail -- granule colour, a thin pink rim -- is the least reliable part of an
+    image. This op smooths it away and leaves the luma exactly as it was (the RGB image
+    changes only along the two chroma directions). Grey images are unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> grey = np.full((1, 16, 16, 3), 90.0, "float32")
+        >>> bool(np.allclose(RandomChromaBlur(seed=0)(grey, training=True), grey))
+        True
+    """
+
+    def __init__(self, min_sigma: float = 0.5, max_sigma: float = 3.0, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(min_sigma, max_sigma, seed=seed, **kwargs)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        if images.shape[-1] != 3:
+            raise ValueError(f"RandomChromaBlur needs RGB images (3 channels). Received: shape={tuple(images.shape)}")
+        to_chroma = ops.cast(ops.convert_to_tensor(_RGB_TO_CHROMA), images.dtype)
+        to_rgb = ops.cast(ops.convert_to_tensor(_CHROMA_TO_RGB), images.dtype)
+        chroma = ops.matmul(images, to_chroma)  # (n, h, w, 2)
+        blurred = _gaussian_blur(chroma, self._draw_sigma(images), self.radius)
+        return images + ops.matmul(blurred - chroma, to_rgb)
 
 
 @keras.saving.register_keras_serializable(package="cellkit")
