@@ -1,12 +1,12 @@
 """Which part of JPEG compression costs a model accuracy: the luma or the chroma channels?
 
 For each run folder, loads its saved ``model.keras`` (with the test-time augmentation it
-saves) and scores a stratified-free random subset of its test split (``--images``, seed 0)
-clean, with the chroma channels only downsampled (``/2``, ``/4``: area down, bilinear up in
-YCrCb, no quantisation), and for each JPEG quality of ``--qualities``: the JPEG round trip
-with OpenCV's default 4:2:0 chroma subsampling, with 4:4:4 (no subsampling), and the two
-halves of the 4:2:0 round trip apart -- JPEG luma with the clean chroma, clean luma with the
-JPEG chroma. Nothing is modified.
+saves) and scores a random subset of the test split (``--images``, seed 0; the split of the
+first run): clean, with the chroma channels only downsampled (``/2``, ``/4``: area down,
+bilinear up in YCrCb, no quantisation), and for each JPEG quality of ``--qualities``: the
+JPEG round trip with OpenCV's default 4:2:0 chroma subsampling, with 4:4:4 (no
+subsampling), and the two halves of the 4:2:0 round trip apart -- JPEG luma with the clean
+chroma, clean luma with the JPEG chroma. Nothing is modified.
 
 Usage:
     python scripts/jpeg_chroma_effect.py DATA RUN_DIR [RUN_DIR ...] [--images 1000] [--qualities 40,15,6]
