@@ -19,7 +19,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 import cellkit
 from cellkit.augment import RandomApply, RandomChromaBlur, augmentation_layer
+from cellkit.corrupt.superpose import jpeg_roundtrip
 from cellkit.data.split import Split
 from cellkit.train import load_model, predict_proba
 from cellkit.train.devices import precision_policy
@@ -36,9 +36,6 @@ from cellkit.train.pipeline import ArrayBatches
 from cellkit.train.precise_bn import recalibrate_batch_norm
 from cellkit.train.recipe import Phase
 from cellkit.train.runner import compile_phase
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jpeg_chroma_effect import jpeg  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +53,7 @@ def main() -> None:
     labels = np.asarray(data.labels)
     chosen = np.sort(np.random.default_rng(0).permutation(split.test)[:1000])
     x, y = data.images[chosen], labels[chosen]
-    tests = {"clean": x, **{f"JPEG q{q}": jpeg(x, q) for q in (40, 15, 6)}}
+    tests = {"clean": x, **{f"JPEG q{q}": jpeg_roundtrip(x, q) for q in (40, 15, 6)}}
     weights = class_weight_vector("balanced", labels[split.train], len(data.class_names))
     for chroma in (True,) if args.skip_control else (False, True):
         with precision_policy("bfloat16"):

@@ -21,20 +21,9 @@ import cv2
 import numpy as np
 
 import cellkit
+from cellkit.corrupt.superpose import jpeg_roundtrip
 from cellkit.data.split import Split
 from cellkit.train import load_model, predict_proba
-
-
-def jpeg(images: np.ndarray, quality: int, sampling: int | None = None) -> np.ndarray:
-    """JPEG round trip of RGB ``images``; ``sampling`` an OpenCV ``IMWRITE_JPEG_SAMPLING_FACTOR_*``."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] + ([cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling] if sampling else [])
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise RuntimeError("OpenCV could not encode a JPEG")
-        out[i] = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return out
 
 
 def _ycrcb(images: np.ndarray) -> np.ndarray:
@@ -76,9 +65,9 @@ def main() -> None:
     x, y = data.images[chosen], np.asarray(data.labels)[chosen]
     variants = {"clean": x, "chroma /2 only": chroma_downsampled(x, 2), "chroma /4 only": chroma_downsampled(x, 4)}
     for q in (int(v) for v in args.qualities.split(",")):
-        j420 = jpeg(x, q)
+        j420 = jpeg_roundtrip(x, q)
         variants[f"JPEG q{q} (4:2:0)"] = j420
-        variants[f"JPEG q{q} 4:4:4"] = jpeg(x, q, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)
+        variants[f"JPEG q{q} 4:4:4"] = jpeg_roundtrip(x, q, subsample_chroma=False)
         variants[f"q{q}: JPEG luma, clean chroma"] = luma_from(j420, x)
         variants[f"q{q}: clean luma, JPEG chroma"] = luma_from(x, j420)
     print("variant | " + " | ".join(Path(r).name for r in args.runs))

@@ -94,6 +94,15 @@ def test_jpeg_roundtrip_changes_little_and_keeps_colour_order() -> None:
     assert not np.array_equal(jpeg_roundtrip(_random_images(2), 50), _random_images(2))
 
 
+def test_jpeg_roundtrip_without_chroma_subsampling_keeps_fine_colour() -> None:
+    x = np.full((1, 32, 32, 3), 128, np.uint8)
+    x[0, :, ::2] = (200, 60, 60)  # one-pixel red/grey stripes: colour detail 4:2:0 halves
+    err = lambda out: np.abs(out.astype(int) - x).mean()  # noqa: E731
+    full, subsampled = jpeg_roundtrip(x, 95, subsample_chroma=False), jpeg_roundtrip(x, 95)
+    assert err(full) < 0.5 * err(subsampled)
+    assert np.array_equal(jpeg_roundtrip(x, 95, subsample_chroma=True), subsampled)
+
+
 @pytest.mark.parametrize("quality", [0, 101, 90.0, True])
 def test_jpeg_roundtrip_rejects_bad_quality(quality: object) -> None:
     with pytest.raises(ValueError, match="quality"):

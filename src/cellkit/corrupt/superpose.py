@@ -72,8 +72,10 @@ def superpose(images: np.ndarray, overlays: np.ndarray, alpha: float | np.ndarra
     return out
 
 
-def jpeg_roundtrip(images: np.ndarray, quality: int | None = 90) -> np.ndarray:
+def jpeg_roundtrip(images: np.ndarray, quality: int | None = 90, subsample_chroma: bool = True) -> np.ndarray:
     """Encode each RGB image as JPEG at ``quality`` (OpenCV, 4:2:0) and decode it again.
+
+    ``subsample_chroma=False`` keeps the colour at full resolution (4:4:4).
 
     ``quality=None`` returns an unchanged copy. The loop over images runs in OpenCV;
     the colour-order swaps are done once on the whole batch.
@@ -94,6 +96,8 @@ def jpeg_roundtrip(images: np.ndarray, quality: int | None = 90) -> np.ndarray:
         return images.copy()
     bgr = cv2.cvtColor(images.reshape(n * h, w, 3), cv2.COLOR_RGB2BGR).reshape(images.shape)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    if not subsample_chroma:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     out = np.empty_like(bgr)
     for i in range(n):
         ok, buf = cv2.imencode(".jpg", bgr[i], params)
