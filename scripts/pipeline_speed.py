@@ -13,7 +13,9 @@ one ingredient of the training pipeline at a time:
 4. ... with the ``--augmentation`` policy layer in front (:func:`cellkit.train.runner.build_training_model`);
 5. ... with the backbone's batch-norm layers trained too (``fine_tune_batch_norm``).
 
-``--ops`` then times each op of the augmentation policy alone (training mode, one batch).
+``--ops`` then times each op of the augmentation policy alone, in training mode inside a
+compiled ``predict_on_batch`` (as the op runs in a training step; the first row, an
+``Identity`` layer, is the cost of the call itself).
 Prints images/s (and ms per batch for ``--ops``). Run it alone on the machine.
 
 Usage:
@@ -64,19 +66,31 @@ def _time_fit(args: argparse.Namespace, images: np.ndarray, labels: np.ndarray, 
         return args.steps * args.batch / best
 
 
+class _InTraining(keras.layers.Layer):
+    """Runs ``inner`` in training mode inside a compiled ``predict`` (as in a training step)."""
+
+    def __init__(self, inner: keras.layers.Layer) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def call(self, x):  # noqa: ANN001, ANN201
+        return self.inner(x, training=True)
+
+
 def _time_ops(args: argparse.Namespace, images: np.ndarray) -> None:
     from cellkit.augment.policies import POLICIES
 
-    x = keras.ops.convert_to_tensor(images[: args.batch].astype("float32"))
+    x = images[: args.batch].astype("float32")
     with precision_policy(args.precision):
-        for family, factory in POLICIES[args.augmentation]:
-            layer = factory(0)
-            layer(x, training=True)
+        ops = [("-", keras.layers.Identity())] + [(fam, factory(0)) for fam, factory in POLICIES[args.augmentation]]
+        for family, layer in ops:
+            model = keras.Sequential([keras.Input(x.shape[1:]), _InTraining(layer)])
+            model.predict_on_batch(x)  # compile
             best = float("inf")
             for _ in range(args.repeats):
                 start = time.perf_counter()
                 for _ in range(args.steps):
-                    keras.ops.convert_to_numpy(layer(x, training=True))
+                    model.predict_on_batch(x)
                 best = min(best, time.perf_counter() - start)
             ms = 1000 * best / args.steps
             inner = getattr(layer, "layer", None)
@@ -94,6 +108,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per stage; the fastest is kept")
     parser.add_argument("--ops", action="store_true", help="also time each augmentation op alone")
+    parser.add_argument("--only-ops", action="store_true", help="time the augmentation ops, not the training steps")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -108,11 +123,11 @@ def main() -> None:
         (f"+ {args.augmentation} augmentation", True, True, args.augmentation, False),
         ("+ batch norm trained", True, True, args.augmentation, True),
     ]
-    for name, use_fit, weights, augmentation, bn in stages:
+    for name, use_fit, weights, augmentation, bn in [] if args.only_ops else stages:
         rate = _time_fit(args, images, labels, use_fit=use_fit, class_weights=weights,
                          augmentation=augmentation, train_batch_norm=bn)
         print(f"  {name:55s} {rate:7.1f}", flush=True)
-    if args.ops and args.augmentation != "none":
+    if (args.ops or args.only_ops) and args.augmentation != "none":
         print(f"{args.augmentation} policy, one op at a time (training mode):")
         _time_ops(args, images)
 

@@ -21,12 +21,14 @@ from cellkit.augment import (
     ROBUST_PHASE_KEYS,
     ROBUST_PRESET,
     Augmentation,
+    RandomAffine,
     RandomApply,
     RandomBlur,
     RandomChannelGain,
     RandomChromaBlur,
     RandomErasing,
     RandomGaussianNoise,
+    RandomHueSaturation,
     RandomRot90,
     augmentation_layer,
     describe_policy,
@@ -172,6 +174,46 @@ def test_blur_keeps_flat_images_flat_and_smooths(batch: np.ndarray) -> None:
         RandomBlur(2.0, 1.0)
 
 
+def _reference_blur(images: np.ndarray, sigma: np.ndarray, radius: int) -> np.ndarray:
+    """Separable Gaussian blur with numpy: reflect padding (repeated where wider than the image), 2r + 1 taps."""
+    out = []
+    for im, s in zip(images.astype("float64"), sigma[:, 0], strict=True):
+        k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / s) ** 2)
+        k /= k.sum()
+        p = np.pad(im, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+        h, w = im.shape[:2]
+        rows = sum(k[j] * p[j : j + h] for j in range(2 * radius + 1))
+        out.append(sum(k[j] * rows[:, j : j + w] for j in range(2 * radius + 1)))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(("shape", "radius"), [((3, 12, 12, 2), 3), ((2, 9, 14, 3), 4), ((2, 5, 5, 1), 7)])
+def test_gaussian_blur_matches_a_numpy_reference(shape: tuple, radius: int) -> None:
+    from cellkit.augment.layers import _gaussian_blur
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, shape).astype("float32")
+    sigma = rng.uniform(0.4, radius / 2, (shape[0], 1)).astype("float32")
+    got = _np(_gaussian_blur(keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(sigma), radius))
+    np.testing.assert_allclose(got, _reference_blur(images, sigma, radius), atol=1e-3)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="unknown static shapes are a TensorFlow graph case")
+def test_gaussian_blur_of_images_of_unknown_size_matches_the_reference() -> None:
+    import tensorflow as tf
+
+    from cellkit.augment.layers import _gaussian_blur
+
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (2, 10, 13, 3)).astype("float32")
+    sigma = np.array([[0.7], [1.9]], "float32")
+    blur = tf.function(
+        lambda x, s: _gaussian_blur(x, s, 4),
+        input_signature=[tf.TensorSpec((None, None, None, 3)), tf.TensorSpec((None, 1))],
+    )
+    np.testing.assert_allclose(blur(images, sigma).numpy(), _reference_blur(images, sigma, 4), atol=1e-3)
+
+
 def _luma_and_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """BT.601 Y and (Cb, Cr), computed here independently of the layer (OpenCV's YCrCb, reordered)."""
     import cv2
@@ -199,6 +241,75 @@ def test_chroma_blur_smooths_colour_and_keeps_luma(batch: np.ndarray) -> None:
         RandomChromaBlur()(np.zeros((1, 8, 8, 1), "float32"), training=True)
     with pytest.raises(ValueError, match="min_sigma"):
         RandomChromaBlur(2.0, 1.0)
+
+
+def _warp(images: np.ndarray, angle: float = 0.0, shift: tuple = (0.0, 0.0), scale: float = 1.0) -> np.ndarray:
+    from cellkit.augment.layers import affine_matrix
+
+    n, h, w = images.shape[:3]
+    full = lambda v: np.full((n,), v, "float32")  # noqa: E731
+    matrix = affine_matrix(full(angle), full(shift[0]), full(shift[1]), full(scale), h, w)
+    return _np(keras.ops.image.affine_transform(images, matrix, interpolation="bilinear", fill_mode="reflect"))
+
+
+def test_affine_matrix_rotates_shifts_and_zooms_as_documented(batch: np.ndarray) -> None:
+    np.testing.assert_allclose(_warp(batch), batch, atol=1e-3)
+    np.testing.assert_allclose(_warp(batch, angle=np.pi / 2), np.rot90(batch, -1, axes=(1, 2)), atol=1e-2)  # clockwise
+    moved = _warp(batch, shift=(3.0, -2.0))  # content 3 pixels right, 2 up
+    np.testing.assert_allclose(moved[:, 10:-10, 10:-10], batch[:, 12:-8, 7:-13], atol=1e-3)
+    square = np.zeros((1, 33, 33, 3), "float32")
+    square[:, 12:21, 12:21] = 255.0  # 9 x 9 bright square in the centre
+    area = lambda a: float((a[..., 0] > 127).sum())  # noqa: E731
+    assert area(_warp(square, scale=0.5)) == pytest.approx(4 * 81, rel=0.15)  # zoom in: twice the side
+    assert area(_warp(square, scale=1.5)) == pytest.approx(81 / 2.25, rel=0.25)  # zoom out
+
+
+def test_random_affine_applies_each_transform_with_its_rate(batch: np.ndarray) -> None:
+    np.testing.assert_array_equal(_np(RandomAffine(seed=0)(batch, training=False)), batch)
+    np.testing.assert_allclose(_np(RandomAffine(rate=0.0, seed=0)(batch, training=True)), batch, atol=1e-3)
+    moved = _np(RandomAffine(rate=1.0, seed=0)(batch, training=True))
+    assert np.all(np.abs(moved - batch).mean(axis=(1, 2, 3)) > 1.0)  # every image moved
+    many = np.repeat(batch[:1], 64, axis=0)
+    half = _np(RandomAffine(rotation=0.0, shift=0.0, zoom=0.2, rate=0.5, seed=1)(many, training=True))
+    unchanged = np.abs(half - many).max(axis=(1, 2, 3)) < 1e-2
+    assert 16 <= unchanged.sum() <= 48  # about half the images zoomed
+    a = _np(RandomAffine(seed=3)(batch, training=True))
+    np.testing.assert_array_equal(a, _np(RandomAffine(seed=3)(batch, training=True)))
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(RandomAffine(10.0, 0.05, 0.1, 0.3)))
+    assert (again.rotation, again.shift, again.zoom, again.rate) == (10.0, 0.05, 0.1, 0.3)
+    with pytest.raises(ValueError, match="zoom"):
+        RandomAffine(zoom=1.5)
+
+
+def test_hue_saturation_turns_hue_and_scales_saturation() -> None:
+    from cellkit.augment.layers import hue_saturation
+
+    colours = np.array([[[[255.0, 0.0, 0.0], [200.0, 100.0, 100.0], [90.0, 90.0, 90.0]]]], "float32")  # (1, 1, 3, 3)
+    one = lambda v: np.array([v], "float32")  # noqa: E731
+    np.testing.assert_allclose(_np(hue_saturation(colours, one(0.0), one(1.0))), colours, atol=1e-3)
+    turned = _np(hue_saturation(colours, one(1 / 3), one(1.0)))
+    np.testing.assert_allclose(turned[0, 0, 0], [0, 255, 0], atol=1e-3)  # red -> green
+    np.testing.assert_allclose(turned[0, 0, 2], colours[0, 0, 2], atol=1e-3)  # grey stays grey
+    grey = _np(hue_saturation(colours, one(0.0), one(0.0)))
+    np.testing.assert_allclose(grey[0, 0, :, 0], grey[0, 0, :, 2], atol=1e-3)  # no saturation: grey at the max value
+    np.testing.assert_allclose(grey[0, 0, :, 0], [255, 200, 90], atol=1e-3)
+    vivid = _np(hue_saturation(colours, one(0.0), one(5.0)))
+    np.testing.assert_allclose(vivid[0, 0, 1], [200, 0, 0], atol=1e-3)  # saturation clipped at 1
+
+
+def test_random_hue_saturation_keeps_value_and_grey(batch: np.ndarray) -> None:
+    out = _np(RandomHueSaturation(0.1, 2.0, rate=1.0, seed=0)(batch, training=True))
+    np.testing.assert_allclose(out.max(axis=-1), batch.max(axis=-1), atol=0.05)  # HSV value kept
+    assert np.all(np.abs(out - batch).mean(axis=(1, 2, 3)) > 0.5)
+    grey = np.repeat(batch[..., :1], 3, axis=-1)
+    np.testing.assert_allclose(_np(RandomHueSaturation(rate=1.0, seed=0)(grey, training=True)), grey, atol=1e-3)
+    np.testing.assert_allclose(_np(RandomHueSaturation(rate=0.0, seed=0)(batch, training=True)), batch, atol=0.05)
+    again = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(RandomHueSaturation(0.02, 1.5, rate=0.2))
+    )
+    assert (again.max_hue_shift, again.max_saturation_gain, again.rate) == (0.02, 1.5, 0.2)
+    with pytest.raises(ValueError, match="max_saturation_gain"):
+        RandomHueSaturation(max_saturation_gain=0.5)
 
 
 def test_channel_gain_and_noise_magnitudes(batch: np.ndarray) -> None:

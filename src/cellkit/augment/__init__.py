@@ -14,12 +14,14 @@ Example:
 """
 
 from cellkit.augment.layers import (
+    RandomAffine,
     RandomApply,
     RandomBlur,
     RandomChannelGain,
     RandomChromaBlur,
     RandomErasing,
     RandomGaussianNoise,
+    RandomHueSaturation,
     RandomRot90,
 )
 from cellkit.augment.mix import MIX_METHODS, mix_batch, smooth_labels
@@ -33,12 +35,14 @@ __all__ = [
     "ROBUST_PHASE_KEYS",
     "ROBUST_PRESET",
     "Augmentation",
+    "RandomAffine",
     "RandomApply",
     "RandomBlur",
     "RandomChannelGain",
     "RandomChromaBlur",
     "RandomErasing",
     "RandomGaussianNoise",
+    "RandomHueSaturation",
     "RandomRot90",
     "augmentation_layer",
     "describe_policy",

@@ -6,9 +6,13 @@ channels-last float images in the 0-255 range and is serializable
 (``register_keras_serializable(package="cellkit")``).
 
 * :class:`RandomRot90`: rotation by 0, 90, 180 or 270 degrees, drawn per image (square images).
+* :class:`RandomAffine`: rotation, translation and zoom, each with its own probability, in one warp.
 * :class:`RandomChannelGain`: per-image, per-channel gains ``1 + U(-delta, delta)`` (colour cast).
+* :class:`RandomHueSaturation`: hue shift and saturation gain, each with its own probability,
+  in one HSV round trip.
 * :class:`RandomBlur`: Gaussian blur of a per-image random sigma, reflected border
   (``keras.layers.RandomGaussianBlur`` pads with zeros, which darkens the border).
+* :class:`RandomChromaBlur`: the same blur of the colour (Cb, Cr) alone; the luma is kept.
 * :class:`RandomGaussianNoise`: additive noise of a per-image random standard deviation.
 * :class:`RandomErasing`: one rectangle per image replaced by uniform noise (random erasing,
   the training-time form of the ``random_erasing`` corruption of ``cellkit.corrupt.occlusion``).
@@ -29,11 +33,12 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = [
-    "RandomApply", "RandomBlur", "RandomChannelGain", "RandomChromaBlur", "RandomErasing", "RandomGaussianNoise",
-    "RandomRot90",
+    "RandomAffine", "RandomApply", "RandomBlur", "RandomChannelGain", "RandomChromaBlur", "RandomErasing",
+    "RandomGaussianNoise", "RandomHueSaturation", "RandomRot90", "affine_matrix", "hue_saturation",
 ]
 
 
@@ -134,14 +139,37 @@ class RandomBlur(_RandomLayer):
 
 
 def _gaussian_blur(images, sigma, radius: int):  # noqa: ANN001, ANN202
-    """Separable Gaussian blur of ``(n, h, w, c)`` images, one ``sigma`` ``(n, 1)`` per image, reflected border."""
-    h, w = ops.shape(images)[1], ops.shape(images)[2]
+    """Separable Gaussian blur of ``(n, h, w, c)`` images, one ``sigma`` ``(n, 1)`` per image, reflected border.
+
+    Where the image size is known when the graph is built (always, inside a Keras model), each
+    image's blur is two matrix products, ``B_h @ x @ B_w^T``, with the reflected border folded
+    into the ``(size, size)`` blur matrices: one batched matmul per axis, whatever the radius.
+    Otherwise it falls back to ``2 * radius + 1`` shifted sums per axis on a reflect-padded copy.
+    """
     taps = ops.cast(ops.arange(-radius, radius + 1), sigma.dtype)[None, :]
     weights = ops.exp(-0.5 * ops.square(taps / sigma))
     weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
+    h, w = images.shape[1], images.shape[2]
+    if isinstance(h, int) and isinstance(w, int) and min(h, w) > 1:
+        rows = _blur_matrices(weights, h, radius)
+        cols = rows if w == h else _blur_matrices(weights, w, radius)
+        blurred = ops.einsum("nij,njwc->niwc", rows, images)
+        return ops.einsum("nvw,nhwc->nhvc", cols, blurred)
+    h, w = ops.shape(images)[1], ops.shape(images)[2]
     padded = ops.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="reflect")
     rows = sum(weights[:, j, None, None, None] * padded[:, j : j + h] for j in range(2 * radius + 1))
     return sum(weights[:, j, None, None, None] * rows[:, :, j : j + w] for j in range(2 * radius + 1))
+
+
+def _blur_matrices(weights, size: int, radius: int):  # noqa: ANN001, ANN202
+    """``(n, size, size)`` matrices ``B[i, j]``: the weight pixel ``j`` gets in output pixel ``i`` (reflected border)."""
+    period = 2 * (size - 1)
+    where = np.zeros((size, 2 * radius + 1, size), "float32")  # output pixel, tap -> source pixel (one-hot)
+    for i in range(size):
+        for k in range(2 * radius + 1):
+            j = abs(i + k - radius) % period
+            where[i, k, period - j if j >= size else j] += 1.0
+    return ops.einsum("nk,ikj->nij", weights, ops.cast(ops.convert_to_tensor(where), weights.dtype))
 
 
 #: RGB -> (Cb, Cr) of ITU-R BT.601 (the JPEG colour transform, without its +128 offset).
@@ -178,6 +206,134 @@ class RandomChromaBlur(RandomBlur):
         chroma = ops.matmul(images, to_chroma)  # (n, h, w, 2)
         blurred = _gaussian_blur(chroma, self._draw_sigma(images), self.radius)
         return images + ops.matmul(blurred - chroma, to_rgb)
+
+
+class _PerImageRateLayer(_RandomLayer):
+    """Base of the fused ops: each of their transforms is applied to an image with probability ``rate``."""
+
+    def __init__(self, rate: float = 0.5, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.rate = _check_range("rate", rate, 0.0, 1.0)
+
+    def _applied(self, images, count: int):  # noqa: ANN001, ANN202
+        """``(n, count)``: 1.0 where an image gets transform ``i`` (probability ``rate`` each), else 0.0."""
+        draws = keras.random.uniform((_batch_size(images), count), seed=self.seed_generator)
+        return ops.cast(draws < self.rate, "float32")
+
+    def _uniform(self, images, limit: float):  # noqa: ANN001, ANN202
+        """``(n,)`` draws of ``U(-limit, limit)``."""
+        return keras.random.uniform((_batch_size(images),), -limit, limit, seed=self.seed_generator)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomAffine(_PerImageRateLayer):
+    """Rotation, translation and zoom of each image, composed into one bilinear warp (reflected border).
+
+    Each of the three is applied to an image with probability ``rate`` (drawn per image and
+    transform, as three ``RandomApply``-wrapped Keras layers would) with a magnitude drawn
+    uniformly: an angle in ``[-rotation, rotation]`` degrees, a shift of up to ``shift`` times
+    the height and the width, a scale of ``1 + U(-zoom, zoom)`` (above 1 zooms out). One warp
+    instead of three: the image is resampled (and smoothed by bilinear interpolation) once.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+        >>> bool(np.allclose(RandomAffine(rate=0.0, seed=0)(x, training=True), x))
+        True
+    """
+
+    def __init__(
+        self, rotation: float = 20.0, shift: float = 0.1, zoom: float = 0.2, rate: float = 0.5,
+        seed: int | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(rate=rate, seed=seed, **kwargs)
+        self.rotation = _check_range("rotation", rotation, 0.0, 180.0)
+        self.shift = _check_range("shift", shift, 0.0, 1.0)
+        self.zoom = _check_range("zoom", zoom, 0.0, 0.9)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        applied = self._applied(images, 3)  # rotation, shift (x and y together), zoom
+        h, w = ops.shape(images)[1], ops.shape(images)[2]
+        matrix = affine_matrix(
+            applied[:, 0] * self._uniform(images, math.radians(self.rotation)),
+            applied[:, 1] * self._uniform(images, self.shift) * ops.cast(w, "float32"),
+            applied[:, 1] * self._uniform(images, self.shift) * ops.cast(h, "float32"),
+            1.0 + applied[:, 2] * self._uniform(images, self.zoom),
+            h, w,
+        )
+        warped = ops.image.affine_transform(
+            ops.cast(images, "float32"), matrix, interpolation="bilinear", fill_mode="reflect"
+        )
+        return ops.cast(warped, images.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rotation": self.rotation, "shift": self.shift, "zoom": self.zoom}
+
+
+def affine_matrix(angle, shift_x, shift_y, scale, height, width):  # noqa: ANN001, ANN201
+    """``(n, 8)`` transforms for ``keras.ops.image.affine_transform``, one per image.
+
+    Rotates by ``angle`` (radians; positive turns the image clockwise as displayed, rows
+    down), scales by ``1 / scale`` about the centre (``scale`` above 1 zooms out), then moves
+    the content by ``(shift_x, shift_y)`` pixels (right, down). A transform maps each output
+    pixel ``(x, y)`` to the input point it samples.
+    """
+    cx = (ops.cast(width, "float32") - 1.0) / 2.0
+    cy = (ops.cast(height, "float32") - 1.0) / 2.0
+    cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+    x0, y0 = cx + shift_x, cy + shift_y  # the output point that samples the input's centre
+    zeros = ops.zeros_like(angle)
+    return ops.stack(
+        [cos, sin, cx - cos * x0 - sin * y0, -sin, cos, cy + sin * x0 - cos * y0, zeros, zeros], axis=1
+    )
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomHueSaturation(_PerImageRateLayer):
+    """Hue shift and saturation gain of each image in one HSV round trip.
+
+    The hue turns by ``U(-max_hue_shift, max_hue_shift)`` of a full circle and the saturation is
+    multiplied by a gain log-uniform in ``[1 / max_saturation_gain, max_saturation_gain]``
+    (clipped to 1); each is applied to an image with probability ``rate``. Value (the
+    brightest channel) is kept. Grey pixels stay grey. One round trip instead of two (as
+    ``RandomHue`` then ``RandomSaturation`` would do), in float32.
+
+    Example:
+        >>> import numpy as np
+        >>> grey = np.full((1, 4, 4, 3), 77.0, "float32")
+        >>> bool(np.allclose(RandomHueSaturation(rate=1.0, seed=0)(grey, training=True), grey, atol=1e-3))
+        True
+    """
+
+    def __init__(
+        self, max_hue_shift: float = 0.06, max_saturation_gain: float = 2.3, rate: float = 0.5,
+        seed: int | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(rate=rate, seed=seed, **kwargs)
+        self.max_hue_shift = _check_range("max_hue_shift", max_hue_shift, 0.0, 0.5)
+        self.max_saturation_gain = _check_range("max_saturation_gain", max_saturation_gain, 1.0, 100.0)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        applied = self._applied(images, 2)  # hue, saturation
+        shift = applied[:, 0] * self._uniform(images, self.max_hue_shift)
+        gain = ops.exp(applied[:, 1] * self._uniform(images, math.log(self.max_saturation_gain)))
+        return ops.cast(hue_saturation(ops.cast(images, "float32"), shift, gain), images.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "max_hue_shift": self.max_hue_shift,
+                "max_saturation_gain": self.max_saturation_gain}
+
+
+def hue_saturation(images, shift, gain):  # noqa: ANN001, ANN201
+    """Turn the hue of RGB ``images`` (0-255) by ``shift`` ``(n,)`` of a circle and multiply the saturation by ``gain``."""
+    hsv = ops.image.rgb_to_hsv(images / 255.0)
+    hue = hsv[..., 0] + shift[:, None, None]
+    hue = hue - ops.floor(hue)
+    saturation = ops.clip(hsv[..., 1] * gain[:, None, None], 0.0, 1.0)
+    return ops.image.hsv_to_rgb(ops.stack([hue, saturation, hsv[..., 2]], axis=-1)) * 255.0
 
 
 @keras.saving.register_keras_serializable(package="cellkit")

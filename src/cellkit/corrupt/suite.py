@@ -23,8 +23,9 @@ The honest protocol
     between them is part of what the evaluation measures, not a leak of the test corruption
     itself (the kernels and colour models differ). Likewise random erasing (trained) and
     the slide artefacts (held out) both hide part of a cell, but an erased rectangle of
-    uniform noise is neither a soft dark deposit nor a refracting bubble.
-    ``docs/corruptions.md`` documents it all.
+    uniform noise is neither a soft dark deposit nor a refracting bubble, and the chroma blur
+    of the ``strong`` policy (trained) loses colour detail as JPEG (held out) does, without
+    its block quantisation. ``docs/corruptions.md`` documents it all.
 
 Example:
     >>> import numpy as np
