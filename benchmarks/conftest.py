@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +111,47 @@ def record_rows(results_dir: Path):
         return _merge_rows(results_dir / f"{table}.json", section, rows)
 
     return record
+
+
+def _paired_steps(benchmark, candidate, reference, rounds: int, context=None) -> dict[str, float]:  # noqa: ANN001
+    times: dict[str, list[float]] = {"candidate": [], "reference": [], "context": []}
+    steps = {"candidate": candidate, "reference": reference, "context": context}
+    for step in steps.values():  # warm-up: tracing / compilation
+        if step is not None:
+            step()
+
+    def timed(name: str) -> None:
+        start = time.perf_counter()
+        steps[name]()
+        times[name].append(time.perf_counter() - start)
+
+    def setup() -> None:
+        if context is not None:
+            timed("context")
+        timed("reference")
+
+    benchmark.pedantic(timed, args=("candidate",), setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
+    ref, cand = np.array(times["reference"]), np.array(times["candidate"])
+    return {
+        "reference": float(np.median(ref)),
+        "candidate": float(np.median(cand)),
+        "context": float(np.median(times["context"])) if context is not None else float("nan"),
+        "ratio": float(np.median(cand / ref)),
+    }
+
+
+@pytest.fixture(scope="session")
+def paired_steps():
+    """``paired_steps(benchmark, candidate, reference, rounds, context=None) -> dict``: a speed ratio that holds on a busy machine.
+
+    ``candidate``, ``reference`` (and ``context``) are argument-free callables, each run once
+    untimed first (tracing / compilation). Then every round runs ``context``, ``reference``
+    and, timed by pytest-benchmark, ``candidate``, back to back: steps a few milliseconds
+    apart see the same load from other processes, so the median over rounds of candidate /
+    reference (``ratio``) holds where the step times themselves vary severalfold. Also
+    returns the median step of each (seconds; ``context`` is nan when not given).
+    """
+    return _paired_steps
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,6 @@ Quick mode writes ``layers.md`` to a scratch folder; ``--full`` (more rounds) wr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -118,6 +117,7 @@ def _baseline_cnn(high_pass: str | None, **options) -> keras.Model:
 
 
 def _compare(
+    paired_steps,
     benchmark,
     reference: keras.Model,
     candidate: keras.Model,
@@ -126,36 +126,20 @@ def _compare(
     rounds: int,
     context: keras.Model | None = None,
 ) -> dict[str, float]:
-    """Time ``train_on_batch`` steps of the models, alternating; see the module docstring.
+    """Time ``train_on_batch`` steps of the models, alternating (the ``paired_steps`` fixture).
 
     pytest-benchmark times the candidate; the reference (and the optional context model)
-    run in its untimed ``setup`` just before each of its rounds. Returns the median step of
-    each model (seconds; ``context`` is nan when not given) and ``ratio``, the median over
-    rounds of candidate / reference.
+    run just before each of its rounds. Returns the median step of each model (seconds;
+    ``context`` is nan when not given) and ``ratio``, the median over rounds of
+    candidate / reference.
     """
-    models = [m for m in (reference, candidate, context) if m is not None]
-    for model in models:  # warm-up: tracing / compilation
-        model.train_on_batch(x, y)
-    times: dict[int, list[float]] = {id(m): [] for m in models}
 
-    def timed(model: keras.Model) -> None:
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times[id(model)].append(time.perf_counter() - start)
+    def step(model: keras.Model):  # noqa: ANN202
+        return lambda: model.train_on_batch(x, y)
 
-    def setup() -> None:
-        if context is not None:
-            timed(context)
-        timed(reference)
-
-    benchmark.pedantic(timed, args=(candidate,), setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
-    ref, cand = np.array(times[id(reference)]), np.array(times[id(candidate)])
-    return {
-        "reference": float(np.median(ref)),
-        "candidate": float(np.median(cand)),
-        "context": float(np.median(times[id(context)])) if context is not None else float("nan"),
-        "ratio": float(np.median(cand / ref)),
-    }
+    return paired_steps(
+        benchmark, step(candidate), step(reference), rounds, context=None if context is None else step(context)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +183,7 @@ def report(results_dir: Path, hardware: str, full_mode: bool) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("name", ["laplacian", "sobel", "dog", "learnable"])
-def test_layer_cost_relative_to_conv2d(benchmark, report, full_mode, name):
+def test_layer_cost_relative_to_conv2d(benchmark, paired_steps, report, full_mode, name):
     x, y = _data()
     reference = _probe_model(lambda: keras.layers.Conv2D(CHANNELS, 3, padding="same"))
     candidate = _probe_model(lambda: high_pass_layer(name))
@@ -207,7 +191,7 @@ def test_layer_cost_relative_to_conv2d(benchmark, report, full_mode, name):
     assert (
         candidate.layers[1].output.shape == reference.layers[1].output.shape == (None, SIZE, SIZE, CHANNELS)
     )
-    got = _compare(benchmark, reference, candidate, x, y, _rounds(full_mode, 15, 40), context=head_only)
+    got = _compare(paired_steps, benchmark, reference, candidate, x, y, _rounds(full_mode, 15, 40), context=head_only)
     ratio, bound = got["ratio"], _layer_bound(name)
     ms = [f"{got[key] * 1e3:.1f}" for key in ("context", "reference", "candidate")]
     _ROWS["layer"].append((name, *ms, f"{ratio:.2f}", f"{bound:.2f}"))
@@ -223,11 +207,11 @@ def test_layer_cost_relative_to_conv2d(benchmark, report, full_mode, name):
         pytest.param("laplacian", {"keep_input": "concat"}, marks=pytest.mark.full, id="laplacian-concat"),
     ],
 )
-def test_fixed_high_pass_slows_baseline_cnn_little(benchmark, report, full_mode, name, options):
+def test_fixed_high_pass_slows_baseline_cnn_little(benchmark, paired_steps, report, full_mode, name, options):
     """Quick mode runs the costliest fixed filter (the 13x13 difference of Gaussians) only."""
     x, y = _data(num_classes=8)
     reference, candidate = _baseline_cnn(None), _baseline_cnn(name, **options)
-    got = _compare(benchmark, reference, candidate, x, y, _rounds(full_mode, 6, 20))
+    got = _compare(paired_steps, benchmark, reference, candidate, x, y, _rounds(full_mode, 6, 20))
     ratio = got["ratio"]
     label = name + "".join(f", {key}={value!r}" for key, value in options.items())
     ms = [f"{got[key] * 1e3:.1f}" for key in ("reference", "candidate")]

@@ -187,14 +187,18 @@ def _reference_blur(images: np.ndarray, sigma: np.ndarray, radius: int) -> np.nd
     return np.stack(out)
 
 
+@pytest.mark.parametrize("shifted_sums", [False, True], ids=["matmul", "shifted-sums"])
 @pytest.mark.parametrize(("shape", "radius"), [((3, 12, 12, 2), 3), ((2, 9, 14, 3), 4), ((2, 5, 5, 1), 7)])
-def test_gaussian_blur_matches_a_numpy_reference(shape: tuple, radius: int) -> None:
+def test_gaussian_blur_matches_a_numpy_reference(shape: tuple, radius: int, shifted_sums: bool) -> None:
     from cellkit.augment.layers import _gaussian_blur
 
+    if shifted_sums and radius >= min(shape[1:3]):
+        pytest.skip("shifted sums pad by reflection once: radius < image size")
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, shape).astype("float32")
     sigma = rng.uniform(0.4, radius / 2, (shape[0], 1)).astype("float32")
-    got = _np(_gaussian_blur(keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(sigma), radius))
+    x, s = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(sigma)
+    got = _np(_gaussian_blur(x, s, radius, shifted_sums=shifted_sums))
     np.testing.assert_allclose(got, _reference_blur(images, sigma, radius), atol=1e-3)
 
 

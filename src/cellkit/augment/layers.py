@@ -138,19 +138,20 @@ class RandomBlur(_RandomLayer):
         return {**super().get_config(), "min_sigma": self.min_sigma, "max_sigma": self.max_sigma}
 
 
-def _gaussian_blur(images, sigma, radius: int):  # noqa: ANN001, ANN202
+def _gaussian_blur(images, sigma, radius: int, shifted_sums: bool = False):  # noqa: ANN001, ANN202
     """Separable Gaussian blur of ``(n, h, w, c)`` images, one ``sigma`` ``(n, 1)`` per image, reflected border.
 
     Where the image size is known when the graph is built (always, inside a Keras model), each
     image's blur is two matrix products, ``B_h @ x @ B_w^T``, with the reflected border folded
     into the ``(size, size)`` blur matrices: one batched matmul per axis, whatever the radius.
-    Otherwise it falls back to ``2 * radius + 1`` shifted sums per axis on a reflect-padded copy.
+    Otherwise (or with ``shifted_sums=True``) it sums ``2 * radius + 1`` shifted copies per
+    axis of a reflect-padded copy.
     """
     taps = ops.cast(ops.arange(-radius, radius + 1), sigma.dtype)[None, :]
     weights = ops.exp(-0.5 * ops.square(taps / sigma))
     weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
     h, w = images.shape[1], images.shape[2]
-    if isinstance(h, int) and isinstance(w, int) and min(h, w) > 1:
+    if not shifted_sums and isinstance(h, int) and isinstance(w, int) and min(h, w) > 1:
         rows = _blur_matrices(weights, h, radius)
         cols = rows if w == h else _blur_matrices(weights, w, radius)
         blurred = ops.einsum("nij,njwc->niwc", rows, images)
