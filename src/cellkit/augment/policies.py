@@ -6,8 +6,9 @@ translation, zoom, contrast and brightness, plus a mild colour jitter (saturatio
 ``strong`` follows RandAugment/AugMix in spirit: every op after the flips is applied to a
 random subset of the batch (each image with its own probability draw, through
 :class:`~cellkit.augment.layers.RandomApply` or the op's own ``rate``), with larger
-magnitudes, colour jitter (hue, saturation, per-channel gains), random erasing (a rectangle of uniform noise on half the
-images), Gaussian blur, Gaussian noise and, last, a blur of the colour channels alone
+magnitudes, colour jitter (hue, saturation, per-channel gains), random erasing (a rectangle
+of uniform noise on half the images), Gaussian blur, Gaussian noise and, last, a blur of
+the colour channels alone
 (:class:`~cellkit.augment.layers.RandomChromaBlur`, sigma 0.5-6 pixels on 70% of the images:
 colour detail is the least reliable part of a camera's image).
 
