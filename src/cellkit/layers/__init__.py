@@ -2,7 +2,8 @@
 
 Fixed :class:`LaplacianFilter`, :class:`SobelMagnitude`, :class:`DifferenceOfGaussians` and
 a trainable zero-sum :class:`LearnableHighPass`, created by name with
-:func:`high_pass_layer`. They are registered under the ``"cellkit"`` package, so a saved
+:func:`high_pass_layer`; and :class:`FusedBatchNormalization` (Keras' batch norm, trained
+with TensorFlow's fused kernel on that backend). They are registered under the ``"cellkit"`` package, so a saved
 ``.keras`` model loads back with ``safe_mode=True`` once ``cellkit.layers`` is imported.
 
 Example:
@@ -13,6 +14,7 @@ Example:
     (None, 96, 96, 6)
 """
 
+from cellkit.layers.batch_norm import FusedBatchNormalization
 from cellkit.layers.factory import HIGH_PASS_LAYERS, high_pass_layer
 from cellkit.layers.high_pass import (
     KEEP_INPUT,
@@ -29,6 +31,7 @@ __all__ = [
     "KEEP_INPUT",
     "MODES",
     "DifferenceOfGaussians",
+    "FusedBatchNormalization",
     "HighPassFilter",
     "LaplacianFilter",
     "LearnableHighPass",

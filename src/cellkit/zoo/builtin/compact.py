@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import keras
 
+from cellkit.layers.batch_norm import FusedBatchNormalization
 from cellkit.zoo.preprocessing import preprocessing_layers
 from cellkit.zoo.spec import BackboneSpec
 
@@ -45,7 +46,7 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = 
         kernel_initializer="he_normal",
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     if relu:
         x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
     return x

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import keras
 
+from cellkit.layers.batch_norm import FusedBatchNormalization
 from cellkit.zoo.preprocessing import preprocessing_layers
 from cellkit.zoo.spec import BackboneSpec
 
@@ -81,7 +82,7 @@ def simple_cnn(
             n, kernel_size, padding="same", use_bias=not batch_norm, name=f"block{i}_conv", **conv_kwargs
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+            x = FusedBatchNormalization(name=f"block{i}_bn")(x)
         x = keras.layers.Activation(activation, name=f"block{i}_{activation}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         if dropout:
