@@ -155,6 +155,35 @@ def paired_steps():
 
 
 @pytest.fixture(scope="session")
+def write_ratio_table(results_dir: Path, hardware: str, full_mode: bool):
+    """``write_ratio_table(name, title, method, header, rows)``: write ``<name>.md``, a table of paired ratios.
+
+    ``method`` says what was timed (after the mode); ``header`` is the Markdown header row
+    and its separator; ``rows`` the table rows. The page names the hardware, the mode and
+    the command that regenerates it (``benchmarks/test_bench_<name>.py``).
+    """
+
+    def write(name: str, title: str, method: str, header: list[str], rows: list[str]) -> None:
+        from cellkit._io import atomic_write_text
+
+        lines = [
+            f"# {title}",
+            "",
+            f"Hardware: {hardware}.",
+            f"Mode: {'full' if full_mode else 'quick'}; {method}",
+            f"Regenerate: `python -m pytest benchmarks/test_bench_{name}.py --full` (set `KERAS_BACKEND` for "
+            "another backend).",
+            "",
+            *header,
+            *rows,
+            "",
+        ]
+        atomic_write_text(results_dir / f"{name}.md", "\n".join(lines))
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def runs_dir(request: pytest.FixtureRequest, full_mode: bool, tmp_path_factory: pytest.TempPathFactory) -> Path:
     chosen = request.config.getoption("--runs-dir")
     if chosen:

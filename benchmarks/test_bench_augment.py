@@ -16,6 +16,9 @@ float32 elsewhere), the op running in training mode inside a compiled ``predict_
   ``_gaussian_blur`` works where the image size is unknown when the graph is built);
 * ``blur``: :class:`cellkit.augment.RandomBlur` at sigma 0.3-1.5 (7 taps), the same two ways.
 
+On other backends the blur is shifted sums on both sides (XLA fuses them; the matrix products
+were 1.08x and 1.65x slower under JAX on the 2-core CPU), so those rows are bounded by 1.0 there.
+
 Ratios are paired (the ``paired_steps`` fixture: reference and candidate back to back each
 round, median over rounds of candidate / reference); bounds include ``SLACK`` for noise.
 Quick mode writes ``augment.md`` to a scratch folder; ``--full`` (more rounds) to
@@ -29,14 +32,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from unittest import mock
 
 import keras
 import numpy as np
 import pytest
 
-from cellkit._io import atomic_write_text
 from cellkit.augment import RandomAffine, RandomApply, RandomBlur, RandomChromaBlur, RandomHueSaturation
 from cellkit.augment import layers as augment_layers
 from cellkit.augment.layers import _gaussian_blur
@@ -46,6 +47,9 @@ BATCH, SIZE = 32, 96
 SLACK = 0.1
 #: Upper bound on time(fused op) / time(reference), before ``SLACK``.
 BOUNDS = {"affine": 0.6, "hue_saturation": 0.8, "chroma_blur": 0.5, "blur": 1.0}
+
+#: Rows whose op blurs by matrix products on TensorFlow only; elsewhere both sides sum shifted copies.
+BLUR_ROWS = ("chroma_blur", "blur")
 
 _ROWS: dict[str, str] = {}
 
@@ -95,26 +99,18 @@ def _model(ops: list[keras.layers.Layer], shifted_sums: bool) -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def report(results_dir: Path, hardware: str, full_mode: bool) -> Iterator[None]:
+def report(write_ratio_table) -> Iterator[None]:
     yield
-    if not _ROWS:
-        return
-    lines = [
-        "# Augmentation: the strong policy's fused ops vs what they replace",
-        "",
-        f"Hardware: {hardware}.",
-        f"Mode: {'full' if full_mode else 'quick'}; batch {BATCH}x{SIZE}x{SIZE}x3, training mode in a compiled "
-        "`predict_on_batch`, mixed bfloat16 where the CPU computes it. Times are median steps; the ratio is the "
-        "median over rounds of fused / reference steps run back to back.",
-        "Regenerate: `python -m pytest benchmarks/test_bench_augment.py --full` (set `KERAS_BACKEND` for another "
-        "backend).",
-        "",
-        "| op | reference | reference ms | fused ms | ratio | bound (+0.1 slack) |",
-        "|---|---|---:|---:|---:|---:|",
-        *_ROWS.values(),
-        "",
-    ]
-    atomic_write_text(results_dir / "augment.md", "\n".join(lines))
+    if _ROWS:
+        write_ratio_table(
+            "augment",
+            "Augmentation: the strong policy's fused ops vs what they replace",
+            f"batch {BATCH}x{SIZE}x{SIZE}x3, training mode in a compiled `predict_on_batch`, mixed bfloat16 where "
+            "the CPU computes it. Times are median steps; the ratio is the median over rounds of fused / reference "
+            "steps run back to back.",
+            ["| op | reference | reference ms | fused ms | ratio | bound (+0.1 slack) |", "|---|---|---:|---:|---:|---:|"],
+            list(_ROWS.values()),
+        )
 
 
 _REFERENCE_NAMES = {
@@ -137,7 +133,7 @@ def test_fused_op_is_cheaper_than_what_it_replaces(benchmark, paired_steps, repo
         benchmark, lambda: candidate.predict_on_batch(x), lambda: reference.predict_on_batch(x),
         20 if full_mode else 8,
     )
-    bound = BOUNDS[name]
+    bound = BOUNDS[name] if keras.backend.backend() == "tensorflow" or name not in BLUR_ROWS else 1.0
     _ROWS[name] = (
         f"| {name} | {_REFERENCE_NAMES[name]} | {got['reference'] * 1e3:.1f} | {got['candidate'] * 1e3:.1f} "
         f"| {got['ratio']:.2f} | {bound:.2f} |"

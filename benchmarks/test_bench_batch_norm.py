@@ -20,13 +20,11 @@ on other backends the layer is Keras' own, so the ratio must stay near 1
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from cellkit._io import atomic_write_text
 from cellkit.layers import FusedBatchNormalization
 from cellkit.train.devices import precision_policy
 from cellkit.zoo import build_classifier
@@ -53,26 +51,18 @@ def _with_keras_batch_norm(model: keras.Model) -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def report(results_dir: Path, hardware: str, full_mode: bool) -> Iterator[None]:
+def report(write_ratio_table) -> Iterator[None]:
     yield
-    if not _ROWS:
-        return
-    lines = [
-        "# FusedBatchNormalization vs Keras BatchNormalization: training step of the compact ResNet",
-        "",
-        f"Hardware: {hardware}.",
-        f"Mode: {'full' if full_mode else 'quick'}; batch {BATCH}x96x96x3, every layer trainable, Lion, "
-        "`train_on_batch`; times are median steps, the ratio the median over rounds of fused / Keras steps run "
-        "back to back.",
-        "Regenerate: `python -m pytest benchmarks/test_bench_batch_norm.py --full` (set `KERAS_BACKEND` for "
-        "another backend).",
-        "",
-        "| backend | precision | batch-norm layers | Keras ms | fused ms | ratio | bound (+0.1 slack) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-        *_ROWS.values(),
-        "",
-    ]
-    atomic_write_text(results_dir / "batch_norm.md", "\n".join(lines))
+    if _ROWS:
+        write_ratio_table(
+            "batch_norm",
+            "FusedBatchNormalization vs Keras BatchNormalization: training step of the compact ResNet",
+            f"batch {BATCH}x96x96x3, every layer trainable, Lion, `train_on_batch`; times are median steps, the "
+            "ratio the median over rounds of fused / Keras steps run back to back.",
+            ["| backend | precision | batch-norm layers | Keras ms | fused ms | ratio | bound (+0.1 slack) |",
+             "|---|---|---:|---:|---:|---:|---:|"],
+            list(_ROWS.values()),
+        )
 
 
 def test_fused_batch_norm_speeds_up_the_compact_resnet_step(benchmark, paired_steps, report, full_mode) -> None:

@@ -141,17 +141,20 @@ class RandomBlur(_RandomLayer):
 def _gaussian_blur(images, sigma, radius: int, shifted_sums: bool = False):  # noqa: ANN001, ANN202
     """Separable Gaussian blur of ``(n, h, w, c)`` images, one ``sigma`` ``(n, 1)`` per image, reflected border.
 
-    Where the image size is known when the graph is built (always, inside a Keras model), each
-    image's blur is two matrix products, ``B_h @ x @ B_w^T``, with the reflected border folded
-    into the ``(size, size)`` blur matrices: one batched matmul per axis, whatever the radius.
-    Otherwise (or with ``shifted_sums=True``) it sums ``2 * radius + 1`` shifted copies per
-    axis of a reflect-padded copy.
+On TensorFlow, where the image size is known when the graph is built (always, inside a Keras
+    model), each image's blur is two matrix products, ``B_h @ x @ B_w^T``, with the reflected
+    border folded into the ``(size, size)`` blur matrices: one batched matmul per axis, whatever
+    the radius (0.19x the time of shifted sums for 25 taps). Otherwise (or with
+    ``shifted_sums=True``) it sums ``2 * radius + 1`` shifted copies per axis of a
+    reflect-padded copy, which XLA (JAX) fuses well: there the matrix products were slower on a
+    CPU (``benchmarks/test_bench_augment.py``).
     """
     taps = ops.cast(ops.arange(-radius, radius + 1), sigma.dtype)[None, :]
     weights = ops.exp(-0.5 * ops.square(taps / sigma))
     weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
     h, w = images.shape[1], images.shape[2]
-    if not shifted_sums and isinstance(h, int) and isinstance(w, int) and min(h, w) > 1:
+    static = isinstance(h, int) and isinstance(w, int) and min(h, w) > 1
+    if not shifted_sums and static and keras.backend.backend() == "tensorflow":
         rows = _blur_matrices(weights, h, radius)
         cols = rows if w == h else _blur_matrices(weights, w, radius)
         blurred = ops.einsum("nij,njwc->niwc", rows, images)
