@@ -109,7 +109,7 @@ def distribution_scope(enabled: bool) -> Iterator[DistributionInfo]:
         return
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf  # the one place cellkit imports TensorFlow: lazily, TF backend only
+        import tensorflow as tf  # lazily, TF backend only (as layers/batch_norm.py and export.py do)
 
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
             d.name for d in tf.config.list_logical_devices("CPU")
