@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_arguments(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (must be new or empty)")
-    p.add_argument("--recipe", metavar="FILE|PRESET", help="recipe file (.toml/.json) or preset name")
+    p.add_argument("--recipe", metavar="FILE|PRESET",
+                   help="recipe file (.toml/.json) or preset name; `robust` is the recommended start")
     p.add_argument("--list-recipes", action=_ListRecipes, nargs=0, help="list the preset recipes and exit")
     p.add_argument("--backbone", metavar="NAME", help="backbone (see `cellkit backbones`); default: the recipe's")
     p.add_argument("--weights", metavar="imagenet|PATH|none", help="pretrained weights tag, .weights.h5 file, or none")
