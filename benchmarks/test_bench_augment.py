@@ -65,7 +65,7 @@ class _InTraining(keras.layers.Layer):
     def call(self, x):  # noqa: ANN001, ANN201
         if not self.shifted_sums:
             return self.inner(x, training=True)
-        shifted = functools.partial(_gaussian_blur, shifted_sums=True)
+        shifted = functools.partial(_gaussian_blur, method="shifted")
         with mock.patch.object(augment_layers, "_gaussian_blur", shifted):  # traced with the shifted-sum path
             return self.inner(x, training=True)
 

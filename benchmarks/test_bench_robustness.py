@@ -112,8 +112,8 @@ def test_recipe_robustness_on_held_out_corruptions(report, name, pbc96_path, tra
 
     preset, seed, minutes, min_clean, min_mean = RECIPES[name]
     data = cellkit.load(pbc96_path)
-    recipe = load_preset(preset).replace(seed=seed, val=0.08, test=0.2)
     split = stratified_split(data.labels, val=0.08, test=0.2, seed=0)
+    recipe = load_preset(preset).replace(seed=seed, val=split.val_size, test=split.test_size)
     result = trained_run(name, data, recipe, minutes, split=split)
     test = data.subset(result.split.test)
     cells = stratified_split(test.labels, val=0, test=CORRUPTED_IMAGES, seed=0).test

@@ -187,25 +187,27 @@ def _reference_blur(images: np.ndarray, sigma: np.ndarray, radius: int) -> np.nd
     return np.stack(out)
 
 
-@pytest.mark.parametrize("shifted_sums", [False, True], ids=["matmul", "shifted-sums"])
+@pytest.mark.parametrize("method", ["matmul", "shifted"])
 @pytest.mark.parametrize(("shape", "radius"), [((3, 12, 12, 2), 3), ((2, 9, 14, 3), 4), ((2, 5, 5, 1), 7)])
-def test_gaussian_blur_matches_a_numpy_reference(shape: tuple, radius: int, shifted_sums: bool) -> None:
+def test_gaussian_blur_matches_a_numpy_reference(shape: tuple, radius: int, method: str) -> None:
     from cellkit.augment.layers import _gaussian_blur
 
-    if shifted_sums and radius >= min(shape[1:3]):
+    if method == "shifted" and radius >= min(shape[1:3]):
         pytest.skip("shifted sums pad by reflection once: radius < image size")
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, shape).astype("float32")
     sigma = rng.uniform(0.4, radius / 2, (shape[0], 1)).astype("float32")
     x, s = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(sigma)
-    if not shifted_sums:  # the matrix path, whichever backend would pick it
-        from unittest import mock
-
-        with mock.patch.object(keras.backend, "backend", lambda: "tensorflow"):
-            got = _np(_gaussian_blur(x, s, radius))
-    else:
-        got = _np(_gaussian_blur(x, s, radius, shifted_sums=True))
+    got = _np(_gaussian_blur(x, s, radius, method=method))
     np.testing.assert_allclose(got, _reference_blur(images, sigma, radius), atol=1e-3)
+
+
+def test_gaussian_blur_refuses_an_unknown_method() -> None:
+    from cellkit.augment.layers import _gaussian_blur
+
+    x = keras.ops.zeros((1, 8, 8, 3))
+    with pytest.raises(ValueError, match="method must be 'auto', 'matmul' or 'shifted'.*'fft'"):
+        _gaussian_blur(x, keras.ops.ones((1, 1)), 2, method="fft")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="unknown static shapes are a TensorFlow graph case")

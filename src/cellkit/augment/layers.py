@@ -138,23 +138,28 @@ class RandomBlur(_RandomLayer):
         return {**super().get_config(), "min_sigma": self.min_sigma, "max_sigma": self.max_sigma}
 
 
-def _gaussian_blur(images, sigma, radius: int, shifted_sums: bool = False):  # noqa: ANN001, ANN202
+def _gaussian_blur(images, sigma, radius: int, method: str = "auto"):  # noqa: ANN001, ANN202
     """Separable Gaussian blur of ``(n, h, w, c)`` images, one ``sigma`` ``(n, 1)`` per image, reflected border.
 
-On TensorFlow, where the image size is known when the graph is built (always, inside a Keras
-    model), each image's blur is two matrix products, ``B_h @ x @ B_w^T``, with the reflected
-    border folded into the ``(size, size)`` blur matrices: one batched matmul per axis, whatever
-    the radius (0.19x the time of shifted sums for 25 taps). Otherwise (or with
-    ``shifted_sums=True``) it sums ``2 * radius + 1`` shifted copies per axis of a
-    reflect-padded copy, which XLA (JAX) fuses well: there the matrix products were slower on a
-    CPU (``benchmarks/test_bench_augment.py``).
+    ``method="matmul"``: each image's blur is two matrix products, ``B_h @ x @ B_w^T``, with the
+    reflected border folded into the ``(size, size)`` blur matrices: one batched matmul per
+    axis, whatever the radius (the image size must be known when the graph is built, as it
+    always is inside a Keras model). ``method="shifted"``: the sum of ``2 * radius + 1``
+    shifted copies per axis of a reflect-padded copy (radius < image size). ``"auto"`` takes
+    the matrix products on TensorFlow where the size is known (0.19x the time of shifted sums
+    for 25 taps) and shifted sums elsewhere, which XLA (JAX) fuses well: there the matrix
+    products were slower on a CPU (``benchmarks/test_bench_augment.py``).
     """
+    if method not in ("auto", "matmul", "shifted"):
+        raise ValueError(f"_gaussian_blur: method must be 'auto', 'matmul' or 'shifted'. Received: method={method!r}")
     taps = ops.cast(ops.arange(-radius, radius + 1), sigma.dtype)[None, :]
     weights = ops.exp(-0.5 * ops.square(taps / sigma))
     weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (n, 2r + 1)
     h, w = images.shape[1], images.shape[2]
     static = isinstance(h, int) and isinstance(w, int) and min(h, w) > 1
-    if not shifted_sums and static and keras.backend.backend() == "tensorflow":
+    if method == "matmul" and not static:
+        raise ValueError(f"_gaussian_blur: method='matmul' needs a known image size. Received: shape={images.shape}")
+    if method == "matmul" or (method == "auto" and static and keras.backend.backend() == "tensorflow"):
         rows = _blur_matrices(weights, h, radius)
         cols = rows if w == h else _blur_matrices(weights, w, radius)
         blurred = ops.einsum("nij,njwc->niwc", rows, images)
