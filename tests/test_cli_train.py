@@ -209,3 +209,17 @@ def test_split_file_reuses_another_runs_split(run_dir, tiny_npz, tmp_path):
     again = json.loads((out / "split.json").read_text())["splits"]
     assert first == again
     assert json.loads((out / "run.json").read_text())["time_limit_seconds"] == 600
+
+
+def test_train_refuses_a_split_of_other_data_with_the_same_count(run_dir, tiny_npz, tmp_path, capsys):
+    with np.load(tiny_npz) as z:
+        arrays = dict(z)
+    shuffled = tmp_path / "shuffled.npz"
+    order = np.random.default_rng(0).permutation(arrays["images"].shape[0])
+    np.savez(shuffled, images=arrays["images"][order], labels=arrays["labels"][order],
+             class_names=arrays["class_names"], ids=np.array([f"other-{i}" for i in range(order.size)]))
+    out = tmp_path / "never"
+    args = ["train", str(shuffled), "--out", str(out), "--split-file", str(run_dir / "split.json")]
+    assert main([*args, *TRAIN_FLAGS]) == 2
+    assert "image ids of the split differ from the dataset's" in capsys.readouterr().err
+    assert not out.exists()

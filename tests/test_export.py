@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from cellkit._outputs import MANIFEST
 from cellkit.errors import CellkitError
 from cellkit.export import export_submission
 from cellkit.train import predict_proba, save_model
@@ -75,7 +76,7 @@ def test_export_runs_without_cellkit_and_matches_the_model(model, images, tmp_pa
     folder = tmp_path / "submission"
     info = export_submission(model, folder, batch_size=16)
     assert info["loader"] == "saved_model" and info["needs_cellkit"] is False
-    assert {p.name for p in folder.iterdir()} == {"model.py", "model.keras", "export.json", "saved_model"}
+    assert {p.name for p in folder.iterdir()} == {"model.py", "model.keras", "export.json", "saved_model", MANIFEST}
     assert json.loads((folder / "export.json").read_text())["input_shape"] == [32, 32, 3]
     got = _run_exported(folder, tmp_path, images, block=True)
     assert not got["cellkit_loaded"]
@@ -106,12 +107,41 @@ def test_export_refuses_a_non_empty_folder_and_names_classes(model, tmp_path):
     (folder / "x").write_text("keep")
     with pytest.raises(CellkitError, match="exists and is not empty"):
         export_submission(model, folder, saved_model=False)
-    assert (folder / "x").read_text() == "keep"
-    info = export_submission(model, folder, saved_model=False, overwrite=True)
+    with pytest.raises(CellkitError, match=r"holds files cellkit did not write \(x\)"):
+        export_submission(model, folder, saved_model=False, overwrite=True)
+    assert [p.name for p in folder.iterdir()] == ["x"] and (folder / "x").read_text() == "keep"
+    info = export_submission(model, tmp_path / "sub", saved_model=False)
     assert info["class_names"][0] == "basophil"  # 8 outputs: the PBC classes
-    assert not (folder / "x").exists()
     with pytest.raises(ValueError, match="class_names must name the model's 8 classes"):
         export_submission(model, tmp_path / "other", class_names=["a", "b"])
+
+
+def test_export_overwrite_replaces_only_an_earlier_export_and_only_when_complete(model, tmp_path, monkeypatch):
+    folder = tmp_path / "sub"
+    export_submission(model, folder, saved_model=False)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    # A failure while the new export is built leaves the earlier one whole.
+    monkeypatch.setattr("cellkit.export._render", lambda info: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        export_submission(model, folder, saved_model=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]  # no temporary folder left
+    monkeypatch.undo()
+    info = export_submission(model, folder, saved_model=False, overwrite=True)
+    assert json.loads((folder / "export.json").read_text()) == info
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+@pytest.mark.parametrize(("source", "out"), [("run/model.keras", "run"), ("run", "run"), ("run/model.keras", "."),
+                                             ("run", "run/inner")])
+def test_export_never_removes_its_input(model, tmp_path, source, out):
+    run = tmp_path / "run"
+    save_model(model, run / "model.keras")
+    (run / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(CellkitError, match="never (modifies|writes into) its input"):
+        export_submission(tmp_path / source, tmp_path / out, saved_model=False, overwrite=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_exported_tta_model_applies_its_views_without_cellkit(model, images, tmp_path):

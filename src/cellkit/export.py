@@ -30,18 +30,20 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cellkit._io import atomic_write_json, atomic_write_text
-from cellkit.errors import CellkitError
+from cellkit._outputs import OutputFolder
 
 __all__ = ["EXPORT_FORMATS", "export_submission"]
 
 #: Export formats: ``"submission"``, the course's ``model.py`` + weights folder.
 EXPORT_FORMATS: tuple[str, ...] = ("submission",)
+
+#: What an export folder holds; ``overwrite`` replaces a folder holding only these.
+EXPORT_FILES: tuple[str, ...] = ("model.py", "model.keras", "saved_model", "export.json")
 
 _TEMPLATE = '''"""Blood-cell classifier exported by cellkit {version} on {date}.
 
@@ -127,11 +129,13 @@ def export_submission(
     Args:
         model: a ``keras.Model`` taking 0-255 images and returning class probabilities, or
             the path of a ``.keras`` file / run folder (its ``model.keras``).
-        out: the folder to create (new or empty unless ``overwrite``).
+        out: the folder to create: new or empty, or with ``overwrite`` a folder cellkit
+            wrote (an earlier export). It may not be, hold or lie inside the input model.
         class_names: names of the class ids, recorded in ``model.py``; default: the run's
             ``metrics.json``/``run.json`` class names when ``model`` is a run folder, else
             the PBC classes when the model has 8 outputs, else ``"0"``, ``"1"``, ...
-        overwrite: replace an existing non-empty ``out`` (removed first).
+        overwrite: replace an earlier export in ``out``; a folder holding any other file is
+            refused, and the old export is removed only after the new one is complete.
         batch_size: images per prediction batch in ``model.py``.
         saved_model: also write the TensorFlow SavedModel (the cellkit-free loader).
         tta: wrap the model in test-time augmentation first (a :mod:`cellkit.tta`
@@ -144,8 +148,13 @@ def export_submission(
     from cellkit.train.saving import load_model, resolve_model_path
 
     source = None
+    inputs: list[Any] = []
     if not isinstance(model, keras.Model):
         source = resolve_model_path(model)
+        inputs = [model, source]
+    # Checked before anything is loaded or written: never an input, never a foreign folder.
+    folder = OutputFolder(out, inputs=inputs, overwrite=overwrite, owned=EXPORT_FILES, kind="export")
+    if source is not None:
         model = load_model(source)
     from cellkit.tta import parse_tta, with_tta
 
@@ -159,14 +168,9 @@ def export_submission(
     num_classes = int(model.outputs[0].shape[-1])
     names = _class_names(class_names, source, num_classes)
 
-    dest = Path(out)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        if not overwrite:
-            raise CellkitError(f"{dest}: exists and is not empty; choose another --out or pass --overwrite")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a temporary sibling folder, then swap it in: the export appears whole or not at all.
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    # Built in a temporary sibling folder and swapped in whole; the old export is removed
+    # only once the new one is in place.
+    with folder.build() as work:
         model.save(work / "model.keras")
         loader, note = "keras", "TensorFlow SavedModel not written (saved_model=False)"
         if saved_model:
@@ -181,12 +185,6 @@ def export_submission(
             info["tta"] = views[0] + ("+color" if views[1] else "")
         atomic_write_text(work / "model.py", _render(info))
         atomic_write_json(work / "export.json", info)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work, dest)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
     return info
 
 

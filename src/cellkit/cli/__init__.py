@@ -22,7 +22,15 @@ from pathlib import Path
 from cellkit import __version__
 from cellkit.errors import CellkitError
 
-__all__ = ["add_data_arguments", "add_quiet", "build_parser", "check_npz_output", "load_dataset", "main"]
+__all__ = [
+    "add_data_arguments",
+    "add_quiet",
+    "build_parser",
+    "check_npz_output",
+    "check_output_files",
+    "load_dataset",
+    "main",
+]
 
 #: Subcommand modules, in the order ``cellkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -107,16 +115,44 @@ def load_dataset(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.da
 
 
 def check_npz_output(args: argparse.Namespace) -> Path:
-    """``args.out`` if it is an ``.npz`` path that is not the input itself; else :class:`DataError`."""
+    """``args.out`` if it is a writable ``.npz`` path outside the input (checked before any work).
+
+    The ``.removed.csv`` companion that ``clean`` writes beside it is checked too.
+    """
     from cellkit.errors import DataError
 
     out = Path(args.out)
     if out.suffix.lower() != ".npz":
-        raise DataError("expected an output file ending in .npz", path=out)
-    source = Path(args.path)
-    if str(args.path) != "sample" and source.exists() and out.resolve() == source.resolve():
-        raise DataError("--out would overwrite the input; cellkit never modifies its input", path=out)
+        raise DataError("--out: expected an output file ending in .npz", path=out)
+    check_output_files([(out, "--out"), (out.with_suffix(".removed.csv"), "--out's .removed.csv")], [args.path])
     return out
+
+
+def check_output_files(
+    outputs: Sequence[tuple[str | os.PathLike[str] | None, str]], inputs: Sequence[str | os.PathLike[str] | None]
+) -> None:
+    """Check single-file outputs before any work: ``(path, argument)`` pairs; ``None`` paths skipped.
+
+    Each must not be an existing folder, an input, inside an input folder, or in an
+    unwritable place, and no two may name the same file.
+    """
+    from cellkit._outputs import check_not_input, check_writable_parent
+    from cellkit.errors import DataError
+
+    seen: dict[Path, str] = {}
+    for dest, argument in outputs:
+        if dest is None:
+            continue
+        path = Path(dest)
+        if path.is_dir():
+            raise DataError(f"{argument} is an existing folder (expected a file path)", path=path)
+        check_not_input(path, inputs, argument=argument)
+        check_writable_parent(path, argument=argument)
+        key = path.resolve()
+        if key in seen:
+            raise DataError(f"{argument} and {seen[key]} name the same file (expected two different files)",
+                            path=path)
+        seen[key] = argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:

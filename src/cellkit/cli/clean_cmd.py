@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cellkit._io import atomic_write_text
+from cellkit._outputs import atomic_file_group
 from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_npz_output, load_dataset
 from cellkit.data import save_npz
+from cellkit.data.checks import check_for_detectors
 from cellkit.errors import DataError
 
 REMOVABLE = ("superposition", "color_filter", "duplicates")
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = parse_remove(args.remove)
     out = check_npz_output(args)
     dataset = load_dataset(args)
+    check_for_detectors(dataset, kinds)
     report = find_issues(dataset, issues=kinds, random_state=args.seed, quiet=args.quiet)
     reasons = {kind: report.issue_mask([kind]) for kind in kinds}
     removed = np.zeros(len(dataset), bool)
@@ -72,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing written")
         return EXIT_OK
-    save_npz(dataset.subset(keep), out)
-    atomic_write_text(out.with_suffix(".removed.csv"), _removed_csv(dataset, report, reasons))
+    # The pair appears together: never a new OUT.npz beside the previous run's OUT.removed.csv.
+    with atomic_file_group([out, out.with_suffix(".removed.csv")]) as (npz_tmp, csv_tmp):
+        save_npz(dataset.subset(keep), npz_tmp)
+        csv_tmp.write_text(_removed_csv(dataset, report, reasons), encoding="utf-8", newline="")
     print(f"wrote {out} ({keep.size} images) and {out.with_suffix('.removed.csv')}")
     return EXIT_OK
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cellkit.cli import EXIT_OK, add_quiet
+from cellkit.cli import EXIT_OK, add_quiet, check_output_files
 from cellkit.errors import DataError
 
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() != ".keras":
         raise DataError("the ensemble file must end in .keras", path=args.out)
+    check_output_files([(args.out, "--out")], args.members)
     paths = [resolve_model_path(m) for m in args.members]
     if args.weights is not None and len(args.weights) != len(paths):
         raise DataError(f"--weights needs one value per member ({len(paths)}). Received: {len(args.weights)} weights")

@@ -11,12 +11,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, check_output_files, load_dataset
 from cellkit.errors import DataError
 
 
@@ -57,21 +56,7 @@ def subset_indices(split_path: Path, subset: str, ids: tuple[str, ...]) -> np.nd
     """The indices of ``subset`` in the split file, checked against the dataset's image ids."""
     from cellkit.data.split import Split
 
-    split = Split.load(split_path)
-    if split.n != len(ids):
-        raise DataError(
-            f"the split indexes {split.n} images but the dataset has {len(ids)}: it was made for other data",
-            path=split_path,
-        )
-    idx = getattr(split, subset)
-    with open(split_path, encoding="utf-8") as fh:
-        saved_ids = json.load(fh)["splits"][subset].get("ids")
-    if saved_ids is not None and [ids[i] for i in idx] != list(saved_ids):
-        raise DataError(
-            f"the {subset} image ids of the split differ from the dataset's: it was made for other data "
-            "(or the folder changed)", path=split_path,
-        )
-    return idx
+    return getattr(Split.load(split_path, ids=ids), subset)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("--split-file needs --subset train, val or test", path=split_file)
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: batch_size={args.batch_size}")
+    inputs = [args.model, args.path, split_file]
+    outputs = [(args.json, "--json"), (args.heatmap if args.robustness else None, "--heatmap")]
+    check_output_files(outputs, inputs)
     dataset = load_dataset(args)
     if dataset.labels is None:
         raise DataError("evaluation needs labelled images", path=dataset.source)

@@ -27,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help=".keras model/ensemble file or cellkit run folder")
     p.add_argument("--format", default="submission", choices=("submission",), help="export format (submission)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty DIR")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an earlier export in DIR (a folder holding other files is refused; the old export is removed "
+        "only once the new one is complete)",
+    )
     p.add_argument("--keras-only", action="store_true", help="skip the TensorFlow SavedModel (then cellkit is needed)")
     add_tta(p, "wrap the model in these views first")
     add_quiet(p)

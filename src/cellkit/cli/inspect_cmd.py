@@ -12,11 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from cellkit._io import atomic_write_json
+from cellkit._outputs import OutputFolder
 from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
 from cellkit.data import Dataset
+from cellkit.data.checks import check_for_detectors
 
 ISSUE_KINDS = ("superposition", "color_filter", "duplicates")
 MONTAGE_SIZE = 32
+#: What a report folder holds: a folder holding only these (or listed in its manifest) is
+#: replaced by a new report; any other file makes ``--report`` refuse the folder.
+REPORT_FILES = ("issues.csv", "summary.json", "montage_*.png")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_arguments(p)
     p.add_argument(
-        "--report", type=Path, metavar="DIR", help="write issues.csv, summary.json and PNG montages of suspicious images"
+        "--report", type=Path, metavar="DIR",
+        help="write issues.csv, summary.json and PNG montages of suspicious images; an earlier report in DIR "
+        "is replaced whole, a folder holding other files is refused"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
     add_quiet(p)
@@ -61,7 +68,14 @@ def image_statistics(dataset: Dataset) -> dict:
 def run(args: argparse.Namespace) -> int:
     from cellkit.quality import find_issues
 
+    # The report folder is checked before the work and replaced whole after it: no montage of
+    # an earlier run survives beside a summary that contradicts it.
+    folder = None
+    if args.report is not None:
+        folder = OutputFolder(args.report, inputs=[args.path], overwrite=True, owned=REPORT_FILES,
+                              argument="--report", kind="inspect report")
     dataset = load_dataset(args)
+    check_for_detectors(dataset)
     stats = image_statistics(dataset)
     counts = dataset.class_counts()
     print(f"{dataset.source}: {len(dataset)} images {stats['height']}x{stats['width']} RGB", end="")
@@ -73,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  channel mean (RGB) {stats['channel_mean_rgb']}, std {stats['channel_std_rgb']}")
     report = find_issues(dataset, random_state=args.seed, quiet=args.quiet)
     print(report)
-    if args.report is not None:
-        _write_report(args.report, dataset, report, stats, counts)
+    if folder is not None:
+        with folder.build() as work:
+            _write_report(work, dataset, report, stats, counts)
         print(f"report written to {args.report}/ (issues.csv, summary.json, montages)")
     return EXIT_OK
 
@@ -82,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
 def _write_report(out: Path, dataset: Dataset, report, stats: dict, counts: dict) -> None:  # noqa: ANN001
     from cellkit.quality.montage import save_montage
 
-    out.mkdir(parents=True, exist_ok=True)
     report.to_csv(out / "issues.csv")
     summary = {
         "source": dataset.source,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cellkit._io import atomic_write_json
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_output_files, load_dataset
 from cellkit.data.split import SPLIT_NAMES, stratified_split
 from cellkit.errors import DataError
 
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise DataError(f"--out exists and is not a folder (expected a folder for {SPLIT_FILE})", path=args.out)
+    check_output_files([(Path(args.out) / SPLIT_FILE, "--out")], [args.path])
     dataset = load_dataset(args)
     if dataset.labels is None:
         raise DataError(

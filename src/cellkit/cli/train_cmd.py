@@ -99,13 +99,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.time_limit is not None and args.time_limit <= 0:
         raise CellkitError(f"train: --time-limit must be positive minutes. Received: {args.time_limit}")
+    from cellkit._outputs import check_not_input, check_writable_parent
+
     recipe = build_recipe(args)
+    check_not_input(args.out, [args.path, args.split_file])
+    check_writable_parent(args.out)
+    dataset = load_dataset(args)
     split = None
     if args.split_file:
         from cellkit.data.split import Split
 
-        split = Split.load(args.split_file)
-    dataset = load_dataset(args)
+        split = Split.load(args.split_file, ids=dataset.ids)
     try:
         result = train(dataset, recipe, args.out, overwrite=args.overwrite, quiet=args.quiet,
                        distribute=args.distribute, split=split,

@@ -172,17 +172,39 @@ class Split:
         atomic_write_json(path, self.to_dict(ids))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Split:
-        """Read a split written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike[str], ids: Sequence[str] | None = None) -> Split:
+        """Read a split written by :meth:`save`.
+
+        With ``ids`` (the image ids of the data it will index), the split must have been made
+        for that data: same count, and every part's saved ids equal to the data's ids at its
+        indices. A split for other data with only the same count is refused.
+        """
         try:
             with open(path, encoding="utf-8") as fh:
                 obj = json.load(fh)
         except json.JSONDecodeError as exc:
             raise DataError(f"not valid JSON: {exc}", path=path) from None
+        except UnicodeDecodeError:
+            raise DataError("not a text file (expected a cellkit split.json)", path=path) from None
+        except IsADirectoryError:
+            raise DataError("is a folder (expected a cellkit split.json file)", path=path) from None
         try:
-            return cls.from_dict(obj)
+            split = cls.from_dict(obj)
         except DataError as exc:
             raise DataError(exc.reason, path=path) from None
+        if ids is not None:
+            split._check_ids(obj, ids, path)
+        return split
+
+    def _check_ids(self, obj: dict[str, Any], ids: Sequence[str], path: str | os.PathLike[str]) -> None:
+        if self.n != len(ids):
+            raise DataError(f"the split indexes {self.n} images but the dataset has {len(ids)}: it was made for "
+                            "other data", path=path)
+        for name in SPLIT_NAMES:
+            saved = obj["splits"][name].get("ids")
+            if saved is not None and [str(ids[i]) for i in getattr(self, name)] != [str(v) for v in saved]:
+                raise DataError(f"the {name} image ids of the split differ from the dataset's: it was made for "
+                                "other data (or the folder changed)", path=path)
 
 
 def stratified_split(
