@@ -47,8 +47,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
-# The command line keeps TensorFlow's C++ start-up chatter out of the user's terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The command line keeps TensorFlow's C++ log lines (oneDNN, cuInit) out of the user's terminal
+# unless --verbose; a level the user set in the environment is kept. TensorFlow is imported
+# lazily, after this. TF_ENABLE_ONEDNN_OPTS is never touched: it changes numerical results.
+_USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cellkit", description="Classify microscope images of blood cells."
     )
     parser.add_argument("--version", action="version", version=f"cellkit {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="keep TensorFlow's own log lines (oneDNN, CUDA) on stderr; give it before the command",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -164,8 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    if getattr(args, "verbose", False) and _USER_TF_LOG_LEVEL is None:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
-        return int(args.func(args))
+        if getattr(args, "verbose", False):
+            return int(args.func(args))
+        from cellkit.cli._quiet_tf import quiet_import
+
+        with quiet_import():
+            return int(args.func(args))
     except (CellkitError, FileNotFoundError) as exc:
         print(f"cellkit {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -12,13 +12,16 @@ Layouts
 Policy for images that are not 8-bit RGB (documented, explicit): by default a grayscale,
 RGBA or 16-bit file is *refused* — reported as a problem and left out. With
 ``convert=True`` grayscale is replicated to three channels, the alpha channel is dropped and
-16-bit values are scaled to 8 bits (``v >> 8``). Images whose size differs from the first
-image's are refused unless ``size=(h, w)`` asks for every image to be resized (area
-interpolation).
+16-bit values are scaled to 8 bits (``v >> 8``); float ``.npz`` images must be finite and in
+[0, 1] or [0, 255] (NaN is never turned into 0). Images whose size differs from the most
+common size of the first batch are refused unless ``size=(h, w)`` asks for every image to be
+resized (area interpolation, for folders and ``.npz`` alike).
 
-One bad file never loses the others: unreadable, truncated or refused files are recorded in
-``Dataset.problems`` (path and reason) and a :class:`DataWarning` is issued; with
-``strict=True`` the first one raises :class:`~cellkit.errors.DataError` instead.
+One bad file never loses the others: unreadable, truncated, damaged (libjpeg warnings, PNG
+CRC or data-length errors), oversized (over 50 megapixels) or refused files, and entries of a
+class folder that are not images (other files, sub-folders, broken or looping symbolic
+links), are recorded in ``Dataset.problems`` (path and reason) and a :class:`DataWarning` is
+issued; with ``strict=True`` the first one raises :class:`~cellkit.errors.DataError` instead.
 
 Example:
     >>> import cellkit
@@ -30,7 +33,11 @@ Example:
 from __future__ import annotations
 
 import os
+import stat
 import warnings
+import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +49,13 @@ import numpy as np
 
 from cellkit._io import atomic_save_npz
 from cellkit._progress import progress
+from cellkit.data import _integrity
+from cellkit.data._integrity import (
+    decode_jpeg_checked,
+    header_size,
+    png_damage,
+    too_many_pixels,
+)
 from cellkit.data.dataset import Dataset
 from cellkit.errors import DataError
 
@@ -77,6 +91,8 @@ class FolderIndex:
     files: tuple[Path, ...]
     labels: np.ndarray
     class_names: tuple[str, ...]
+    #: ``(path, reason)`` of each entry of a class folder that is not read (reported as a problem).
+    problems: tuple[tuple[str, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -90,9 +106,10 @@ def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None
     root = Path(root)
     if not root.is_dir():
         raise DataError("expected a folder with one sub-folder per class", path=root)
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = _list_folder(root)
+    found = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
     if not found:
-        loose = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        loose = [p.name for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
         hint = f" (found {len(loose)} loose image files: put them in class sub-folders)" if loose else ""
         raise DataError(f"no class sub-folders found{hint}", path=root)
     if class_names is None:
@@ -108,23 +125,66 @@ def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None
             )
     files: list[Path] = []
     labels: list[int] = []
+    problems: list[tuple[str, str]] = []
     for label, name in enumerate(names):
         folder = root / name
-        images = sorted(
-            (
-                p for p in folder.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-            ),
-            key=lambda p: p.name,
-        )
+        images, skipped = _class_files(folder)
         if not images:
+            left = f"; left out: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
             raise DataError(
-                f"class folder {name!r} holds no images (expected files ending in {', '.join(IMAGE_EXTENSIONS)})",
+                f"class folder {name!r} holds no images (expected files ending in {', '.join(IMAGE_EXTENSIONS)}){left}",
                 path=folder,
             )
         files.extend(images)
         labels.extend([label] * len(images))
-    return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), names)
+        problems.extend(skipped)
+    return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), names, tuple(problems))
+
+
+def _list_folder(folder: Path) -> list[Path]:
+    """The entries of ``folder``; :class:`DataError` if it cannot be listed (permissions, I/O)."""
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise DataError(
+            f"cannot list the folder: {exc.strerror or exc} (expected a readable folder)", path=folder
+        ) from None
+
+
+def _class_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The image files of a class folder, sorted by name, and ``(path, reason)`` for the entries left out.
+
+    Hidden entries are ignored; a sub-folder, a file of another type and a broken or looping
+    symbolic link are left out and reported.
+    """
+    images: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for p in sorted(_list_folder(folder), key=lambda p: p.name):
+        if p.name.startswith("."):
+            continue
+        reason = _entry_problem(p)
+        if reason is None:
+            images.append(p)
+        else:
+            skipped.append((str(p), reason))
+    return images, skipped
+
+
+def _entry_problem(p: Path) -> str | None:
+    """Why the class-folder entry ``p`` is not read as an image, or ``None`` if it is one."""
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if p.is_symlink():
+            return f"broken symbolic link ({exc.strerror or exc}; expected a link to an image file)"
+        return f"cannot read file: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder inside a class folder is not read (expected image files directly in the class folder)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (expected an image file)"
+    if p.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"not an image file name (expected a name ending in {', '.join(IMAGE_EXTENSIONS)})"
+    return None
 
 
 _MAGIC = {
@@ -149,6 +209,25 @@ def _is_truncated(data: bytes, fmt: str | None) -> bool:
     return False
 
 
+def _decode_checked(data: bytes, fmt: str) -> np.ndarray | str:
+    """Decode with OpenCV after the header and integrity checks; the image or the reason it was refused."""
+    declared = header_size(data, fmt)
+    reason = too_many_pixels(declared)
+    if reason is None and fmt == "PNG":
+        reason = png_damage(data)
+    if reason is not None:
+        return reason
+    if fmt == "JPEG":
+        img, reason = decode_jpeg_checked(data, cv2.IMREAD_UNCHANGED)
+        if reason is not None:
+            return reason
+    else:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return f"corrupt {fmt}: OpenCV cannot decode it"
+    return img
+
+
 def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarray | str:
     """Decode one file to uint8 RGB ``(h, w, 3)``, or return the reason it was refused."""
     try:
@@ -162,9 +241,9 @@ def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarr
         return "not an image (no JPEG, PNG, TIFF or BMP signature)"
     if _is_truncated(data, fmt):
         return f"truncated or corrupt {fmt} (no end-of-image marker)"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return f"corrupt {fmt}: OpenCV cannot decode it"
+    img = _decode_checked(data, fmt)
+    if isinstance(img, str):
+        return img
     if img.dtype == np.uint16:
         if not convert:
             return "16-bit image; expected 8-bit RGB (pass convert=True / --convert to scale to 8 bits)"
@@ -235,16 +314,22 @@ def iter_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
     root = _resolve(path_or_name)
-    if root.suffix.lower() == ".npz":
-        full = _load_npz(root, convert=convert, class_names=class_names)
+    if _is_npz(root):
+        full = _load_npz(root, convert=convert, class_names=class_names, size=size)
         for start in range(0, len(full), batch_size):
             yield full.subset(np.arange(start, min(start + batch_size, len(full))))
         return
     index = index_folder(root, class_names)
+    if size is not None:
+        check_allocation(len(index), size, root)
     expected = size
     starts = range(0, len(index), batch_size)
     for start in progress(starts, desc=f"reading {root.name}", total=len(starts), unit="batch", quiet=quiet):
-        batch = _read_files(index, start, min(start + batch_size, len(index)), convert, expected)
+        stop = min(start + batch_size, len(index))
+        extra = index.problems if start == 0 else ()
+        if strict and extra:
+            _report(list(extra), strict, str(root))
+        batch = _read_files(index, start, stop, convert, expected, extra)
         if expected is None and len(batch):
             expected = batch.images.shape[1:3]
         _report(list(batch.problems), strict, str(root))
@@ -252,11 +337,18 @@ def iter_batches(
 
 
 def _read_files(
-    index: FolderIndex, start: int, stop: int, convert: bool, size: tuple[int, int] | None
+    index: FolderIndex,
+    start: int,
+    stop: int,
+    convert: bool,
+    size: tuple[int, int] | None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> Dataset:
     paths = index.files[start:stop]
     decoded = _decode_many(paths, convert, size)
-    problems: list[tuple[str, str]] = []
+    if size is None:
+        size = _common_size(decoded)
+    problems: list[tuple[str, str]] = list(extra)
     keep: list[int] = []
     images: list[np.ndarray] = []
     for i, (p, out) in enumerate(zip(paths, decoded, strict=True)):
@@ -286,6 +378,54 @@ def _read_files(
     )
 
 
+def _common_size(decoded: Sequence[np.ndarray | str]) -> tuple[int, int] | None:
+    """The most common image size among ``decoded`` (the first one on a tie): the reference size.
+
+    One odd first file then does not make every other file "the wrong size".
+    """
+    counts = Counter(out.shape[:2] for out in decoded if not isinstance(out, str))
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_allocation(n: int, size: tuple[int, int], path: str | os.PathLike[str]) -> None:
+    """:class:`DataError` if ``n`` RGB images of ``size`` (h, w) cannot be allocated.
+
+    Checked before any image is decoded or resized: a mistyped ``--size`` is refused with a
+    message, not a ``MemoryError`` (or the machine swapping) halfway through.
+    """
+    h, w = size
+    limit = _integrity.MAX_IMAGE_PIXELS
+    if h * w > limit:
+        raise DataError(
+            f"size=(h, w) / --size {h}x{w} is larger than the limit of {limit / 1e6:.0f} megapixels "
+            "per image (expected a size such as 96x96)",
+            path=path,
+        )
+    need = n * h * w * 3
+    free = available_memory()
+    if free is not None and need > free:
+        raise DataError(
+            f"{n} images of {w}x{h} RGB need {need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of memory is "
+            "available (expected a smaller size=(h, w) / --size, or fewer images)",
+            path=path,
+        )
+
+
 def load(
     path_or_name: str | os.PathLike[str],
     *,
@@ -310,8 +450,8 @@ def load(
             is bad. The message names the file and what was expected.
     """
     root = _resolve(path_or_name)
-    if root.suffix.lower() == ".npz":
-        return _load_npz(root, convert=convert, class_names=class_names)
+    if _is_npz(root):
+        return _load_npz(root, convert=convert, class_names=class_names, size=size)
     index = index_folder(root, class_names)
     images: np.ndarray | None = None  # filled batch by batch: no second copy of the dataset
     labels: list[np.ndarray] = []
@@ -325,6 +465,7 @@ def load(
         if not len(part):
             continue
         if images is None:
+            check_allocation(len(index), part.images.shape[1:3], root)
             images = np.empty((len(index),) + part.images.shape[1:], np.uint8)
         images[filled : filled + len(part)] = part.images
         filled += len(part)
@@ -343,6 +484,11 @@ def load(
     )
 
 
+def _is_npz(path: Path) -> bool:
+    """An ``.npz`` input: a file (a folder whose name ends in .npz is read as a class-folder tree)."""
+    return path.suffix.lower() == ".npz" and not path.is_dir()
+
+
 def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
     if str(path_or_name) == "sample":
         return sample_path()
@@ -354,23 +500,49 @@ def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _load_npz(path: Path, *, convert: bool, class_names: Sequence[str] | None) -> Dataset:
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (never unpickling); :class:`DataError` for anything else."""
+    not_zip = "not a valid .npz (zip) file: damaged or truncated (expected a file written by numpy.savez)"
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; np.load would leak it on a bad zip
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", path=path) from None
+    with fh:
+        return _read_npz_from(fh, path, not_zip)
+
+
+def _read_npz_from(fh, path: Path, not_zip: str) -> dict[str, np.ndarray]:  # noqa: ANN001 - a binary file
+    head = fh.read(4)
+    if head not in _ZIP_MAGIC:
+        raise DataError(f"{not_zip}. Received: a file starting with {head!r}", path=path)
+    fh.seek(0)
+    try:
+        with np.load(fh, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise DataError(
                 "holds pickled (object) arrays, which cellkit never loads (allow_pickle=False); "
                 "save plain numeric/string arrays instead",
                 path=path,
-            ) from exc
-        raise DataError(f"not a readable .npz file: {exc}", path=path) from exc
-    except (OSError, EOFError) as exc:
-        raise DataError(f"not a readable .npz file: {exc}", path=path) from exc
+            ) from None
+        raise DataError(f"{not_zip}. Received: {exc}", path=path) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+        raise DataError(f"{not_zip}. Received: {type(exc).__name__}: {exc}", path=path) from None
+
+
+def _load_npz(
+    path: Path, *, convert: bool, class_names: Sequence[str] | None, size: tuple[int, int] | None = None
+) -> Dataset:
+    arrays = _read_npz_arrays(path)
     if "images" not in arrays:
         raise DataError(f"expected an 'images' array; found {sorted(arrays)}", path=path)
     images = _npz_images(arrays["images"], convert, path)
+    if size is not None:
+        images = _resize_all(images, size, path)
     n = images.shape[0]
     labels = None
     if "labels" in arrays:
@@ -406,7 +578,8 @@ def _npz_images(images: np.ndarray, convert: bool, path: Path) -> np.ndarray:
     if images.dtype == np.uint16 and convert:
         return (images >> 8).astype(np.uint8)
     if np.issubdtype(images.dtype, np.floating) and convert:
-        hi = float(np.nanmax(images)) if images.size else 0.0
+        _check_float_values(images, path)
+        hi = float(images.max()) if images.size else 0.0
         scale = 255.0 if hi <= 1.0 else 1.0
         return np.clip(np.rint(images * scale), 0, 255).astype(np.uint8)
     raise DataError(
@@ -414,6 +587,34 @@ def _npz_images(images: np.ndarray, convert: bool, path: Path) -> np.ndarray:
         "(pass convert=True / --convert to scale float [0, 1] or [0, 255] and 16-bit data)",
         path=path,
     )
+
+
+def _check_float_values(images: np.ndarray, path: Path) -> None:
+    """:class:`DataError` unless every value is finite and in [0, 255] (NaN would silently become 0)."""
+    bad = int(np.count_nonzero(~np.isfinite(images)))
+    if bad:
+        raise DataError(
+            f"'images' contains NaN or infinite values ({bad} of {images.size}); expected finite pixel values "
+            "in [0, 1] or [0, 255] (convert=True / --convert does not invent pixels)",
+            path=path,
+        )
+    lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
+    if lo < 0 or hi > 255:
+        raise DataError(
+            f"'images' holds values from {lo:g} to {hi:g}; expected pixel values in [0, 1] or [0, 255]",
+            path=path,
+        )
+
+
+def _resize_all(images: np.ndarray, size: tuple[int, int], path: Path) -> np.ndarray:
+    """Every image resized to ``size`` (h, w) with area interpolation, as the folder loader does."""
+    if images.shape[1:3] == tuple(size):
+        return images
+    check_allocation(images.shape[0], size, path)
+    out = np.empty((images.shape[0], size[0], size[1], 3), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def _npz_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:

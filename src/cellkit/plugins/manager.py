@@ -8,10 +8,11 @@ Order of :func:`get_plugin_manager` on its first call (as tox does it):
    (the zoo announces its built-in backbones this way: this module imports nothing of it);
 3. every entry point of the ``cellkit`` group, one by one, unless the environment variable
    ``CELLKIT_DISABLE_PLUGIN_AUTOLOAD`` is set (to anything but ``""``/``0``/``false``/``no``).
-   A plugin that fails to import is skipped with a :class:`PluginWarning` naming it and its
-   distribution; the others keep working;
-4. ``check_pending()``: a plugin implementing a hook that does not exist (a misspelt name)
-   raises :class:`PluginError` naming the plugin, its distribution and the closest hook.
+   A plugin that fails to import (even with ``sys.exit()``) is skipped with a
+   :class:`PluginWarning` naming it and its distribution; the others keep working;
+4. validation: a plugin implementing a hook that does not exist (a misspelt name) raises
+   :class:`PluginError` naming the plugin, its distribution and the closest hook -- at
+   registration, so a plugin registered by hand at run time is checked the same way.
 
 Example:
     >>> from cellkit.plugins import get_plugin_manager
@@ -117,13 +118,57 @@ class CellkitPluginManager(pluggy.PluginManager):
                 f"two cellkit plugins are named {name!r}: {self._label(name)} and "
                 f"{_label(name, distribution, version)}; uninstall one of them"
             )
+        self._origins[name] = (distribution, version, builtin)  # known to the messages of register()
         try:
             self.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
+            self._origins.pop(name, None)
             raise PluginError(
                 f"cellkit plugin {_label(name, distribution, version)} is invalid: {exc}"
             ) from exc
-        self._origins[name] = (distribution, version, builtin)
+        except PluginError:
+            self._origins.pop(name, None)
+            raise
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` and validate it at once: a hook that does not exist is an error.
+
+        Plugins registered at run time (``plugin_manager().register(obj)``) are checked as
+        strictly as installed ones: a misspelt hook raises :class:`PluginError` naming the
+        closest hook, and the plugin is not kept.
+        """
+        plugin_name = super().register(plugin, name=name)
+        if plugin_name is None:  # blocked
+            return None
+        unknown = self._unknown_hooks(plugin)
+        if unknown:
+            self.unregister(plugin)
+            cause = pluggy.PluginValidationError(plugin, f"unknown hook(s) {unknown}")
+            raise self._unknown_hook_error(plugin_name, unknown) from cause
+        return plugin_name
+
+    def _unknown_hooks(self, plugin: object) -> list[str]:
+        """Hooks ``plugin`` implements that have no specification (optional hooks excepted)."""
+        unknown = []
+        for caller in self.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+                unknown.append(caller.name)
+        return unknown
+
+    def _unknown_hook_error(self, name: str, unknown: list[str]) -> PluginError:
+        """The error naming the plugin, its distribution, each unknown hook and the closest known one."""
+        known = sorted(n for n in vars(self.hook) if not n.startswith("_") and getattr(self.hook, n).has_spec())
+        hints = []
+        for hook_name in unknown:
+            close = difflib.get_close_matches(hook_name, known, n=1)
+            hints.append(f"{hook_name!r} (did you mean {close[0]!r}?)" if close else repr(hook_name))
+        return PluginError(
+            f"cellkit plugin {self._label(name)} implements unknown hook(s) {', '.join(hints)}. "
+            f"Known hooks: {', '.join(known)}. Fix the plugin, uninstall it, or set "
+            f"{DISABLE_AUTOLOAD_ENV}=1 to load no installed plugin."
+        )
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
         """Import and register every entry point of ``group``, one at a time.
@@ -145,7 +190,9 @@ class CellkitPluginManager(pluggy.PluginManager):
                 continue  # already loaded from this very distribution
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure of third-party code
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - any import failure, sys.exit() included
                 warnings.warn(
                     f"cellkit could not load plugin {_label(ep.name, dist_name, dist_version)} "
                     f"from entry point {ep.value!r}: {type(exc).__name__}: {exc}. "
@@ -167,21 +214,7 @@ class CellkitPluginManager(pluggy.PluginManager):
             unknown = [
                 caller.name for caller in (self.get_hookcallers(exc.plugin) or []) if not caller.has_spec()
             ]
-            known = sorted(
-                n for n in vars(self.hook) if not n.startswith("_") and getattr(self.hook, n).has_spec()
-            )
-            hints = []
-            for hook_name in unknown:
-                close = difflib.get_close_matches(hook_name, known, n=1)
-                if close:
-                    hints.append(f"{hook_name!r} (did you mean {close[0]!r}?)")
-                else:
-                    hints.append(repr(hook_name))
-            raise PluginError(
-                f"cellkit plugin {self._label(name)} implements unknown hook(s) {', '.join(hints)}. "
-                f"Known hooks: {', '.join(known)}. Fix the plugin, uninstall it, or set "
-                f"{DISABLE_AUTOLOAD_ENV}=1 to load no installed plugin."
-            ) from exc
+            raise self._unknown_hook_error(name, unknown) from exc
 
     def describe(self) -> list[PluginInfo]:
         """One :class:`PluginInfo` per registered plugin, built-ins first, then by name."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import keras
@@ -29,6 +31,9 @@ __all__ = ["CUSTOM_OBJECT_MODULES", "load_model", "register_custom_objects", "re
 
 #: Modules whose import registers cellkit's serialisable Keras classes.
 CUSTOM_OBJECT_MODULES: tuple[str, ...] = ("cellkit.layers", "cellkit.tta", "cellkit.ensemble", "cellkit.augment", "cellkit.zoo")
+
+
+_NOT_KERAS = "not a valid .keras file (damaged or truncated zip; expected a model saved by Keras or cellkit)"
 
 
 def register_custom_objects() -> None:
@@ -63,10 +68,14 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
 def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:  # noqa: A002 - Keras's name
     """Load a ``.keras`` model (or a run folder's ``model.keras``) with ``safe_mode=True``."""
     p = resolve_model_path(path)
+    if not zipfile.is_zipfile(p):  # Keras would say "File not found", which is false
+        raise DataError(f"{_NOT_KERAS}. Received: a file that is not a zip archive", path=p)
     register_custom_objects()
     try:
         return keras.saving.load_model(p, compile=compile, safe_mode=True)
-    except (ValueError, TypeError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DataError(f"{_NOT_KERAS}. Received: {type(exc).__name__}: {exc}", path=p) from None
+    except (ValueError, TypeError, OSError, KeyError) as exc:
         raise DataError(f"cannot load the model: {exc}", path=p) from exc
 
 
