@@ -49,7 +49,7 @@ def inspected(corrupted, tmp_path_factory) -> tuple[Path, str]:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["inspect", str(path), "--report", str(out), "--quiet"]) == 0
+        assert main(["inspect", str(path), "--report", str(out)]) == 0
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     return out, buf.getvalue()
 
@@ -88,7 +88,7 @@ def test_inspect_report_files(inspected, corrupted) -> None:
 def test_clean_removes_what_inspect_reports_and_keeps_the_rest(corrupted, tmp_path, capsys) -> None:
     path, truth, ids = corrupted
     out = tmp_path / "clean.npz"
-    assert main(["clean", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["clean", str(path), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "superposition:" in text and "duplicates: 2" in text
     cleaned = cellkit.load(out)
@@ -155,3 +155,24 @@ def test_version_and_help(capsys) -> None:
     help_text = capsys.readouterr().out
     for command in ("inspect", "clean", "split", "backbones", "train", "evaluate", "ensemble", "export", "corrupt"):
         assert command in help_text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["inspect", "sample", "--report", "{tmp}/r"], ["clean", "sample", "--out", "{tmp}/c.npz"],
+     ["split", "sample", "--out", "{tmp}/s"], ["backbones"],
+     ["corrupt", "sample", "--out", "{tmp}/k.npz", "--corruptions", "defocus_blur", "--severity", "1"]],
+    ids=lambda a: a[0],
+)
+def test_quiet_prints_nothing_on_stdout(argv, tmp_path, capsys) -> None:
+    assert main([a.format(tmp=tmp_path) for a in argv] + ["--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m cellkit backbones | head -c 10", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr

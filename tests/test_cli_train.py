@@ -47,7 +47,7 @@ def test_train_writes_a_run_with_the_flags_applied(run_dir):
 
 def test_evaluate_on_the_runs_test_split_reproduces_its_metrics(run_dir, tiny_npz, tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert main(["evaluate", str(run_dir), str(tiny_npz), "--subset", "test", "--json", str(out), "--quiet"]) == 0
+    assert main(["evaluate", str(run_dir), str(tiny_npz), "--subset", "test", "--json", str(out)]) == 0
     got = json.loads(out.read_text())
     expected = json.loads((run_dir / "metrics.json").read_text())
     for key in ("accuracy", "f1_weighted", "f1_macro", "images"):

@@ -13,7 +13,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """Add the common ``--quiet`` flag (no progress bars, only essential output)."""
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings (no progress bars, no report)")
 
 
 def add_tta(parser: argparse.ArgumentParser, what: str) -> None:
@@ -174,12 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", False) and _USER_TF_LOG_LEVEL is None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
-        if getattr(args, "verbose", False):
-            return int(args.func(args))
-        from cellkit.cli._quiet_tf import quiet_import
+        with contextlib.ExitStack() as stack:
+            if getattr(args, "quiet", False):  # --quiet: nothing on stdout; errors and warnings on stderr
+                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            if not getattr(args, "verbose", False):
+                from cellkit.cli._quiet_tf import quiet_import
 
-        with quiet_import():
+                stack.enter_context(quiet_import())
             return int(args.func(args))
+    except BrokenPipeError:  # `cellkit ... | head`: the reader left; no traceback
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except (CellkitError, FileNotFoundError) as exc:
         print(f"cellkit {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cellkit.cli import add_quiet
+
 __all__ = ["register", "run_backbones", "run_plugins"]
 
 
@@ -34,6 +36,7 @@ def register(subparsers: Any) -> None:
         "does not state (slow for large networks)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_quiet(p)
     p.set_defaults(func=run_backbones)
 
     p = subparsers.add_parser(
@@ -42,6 +45,7 @@ def register(subparsers: Any) -> None:
         description="List the registered cellkit plugins and the hooks each implements.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_quiet(p)
     p.set_defaults(func=run_plugins)
 
 
