@@ -101,11 +101,24 @@ def reference_features(image: np.ndarray) -> np.ndarray:
     ycc = cv2.cvtColor(half, cv2.COLOR_RGB2YCrCb).reshape(-1, 3)
     luma = np.histogram(ycc[:, 0], bins=16, range=(0, 256))[0] / len(ycc)
     chroma = np.histogram2d(ycc[:, 1], ycc[:, 2], bins=8, range=[[0, 256], [0, 256]])[0].ravel() / len(ycc)
-    return np.concatenate([np.concatenate(spectral), *edge, luma, np.sqrt(chroma)]).astype(np.float32)
+    # Stain space: eigenvalue fractions of the optical-density covariance and of the OD
+    # gradients' second moments.
+    od = -np.log((image.astype(np.float64) + 1.0) / 256.0)
+    grads = np.concatenate([np.diff(od, axis=1).reshape(-1, 3), np.diff(od, axis=0).reshape(-1, 3)])
+    stain = []
+    for m in (np.cov(od.reshape(-1, 3), rowvar=False, bias=True), grads.T @ grads):
+        ev = np.maximum(np.linalg.eigvalsh(m), 0.0)
+        stain.append(ev / ev.sum())
+    stain = np.concatenate(stain)
+    return np.concatenate(
+        [np.concatenate(spectral), *edge, luma, np.sqrt(chroma), stain, np.log10(stain + 1e-4)]
+    ).astype(np.float32)
 
 
 def reference_scores(detector: SuperpositionDetector, images: np.ndarray) -> np.ndarray:
-    return detector.score_features(np.stack([reference_features(im) for im in images]))
+    """The classifier on the reference features, with cellkit's reused-overlay z-scores."""
+    z = detector.reused_overlays_.z_scores(images)
+    return detector.score_features(np.stack([reference_features(im) for im in images]), z)
 
 
 # -- data, fit and table --------------------------------------------------------------------

@@ -20,6 +20,7 @@ from cellkit.quality.features import (
     edge_features,
     feature_names,
     spectral_features,
+    stain_features,
     superposition_features,
 )
 from cellkit.quality.superposition import AUTO_THRESHOLD, SuperpositionDetector
@@ -63,10 +64,22 @@ def test_features_shapes_names_and_purity(sample: Dataset) -> None:
     assert f.shape == (7, len(feature_names())) and f.dtype == np.float32
     assert np.all(np.isfinite(f))
     assert np.array_equal(x, before)
-    parts = [spectral_features(x), edge_features(x), color_features(x)]
+    functions = (spectral_features, edge_features, color_features, stain_features)
+    parts = [fn(x) for fn in functions]
     assert np.allclose(np.concatenate(parts, axis=1), f, atol=1e-6)
     assert superposition_features(x[:0]).shape == (0, len(feature_names()))
-    assert sum(fn(x[:0]).shape[1] for fn in (spectral_features, edge_features, color_features)) == f.shape[1]
+    assert sum(fn(x[:0]).shape[1] for fn in functions) == f.shape[1]
+
+
+def test_stain_features_see_added_light_and_ignore_a_colour_filter(sample: Dataset) -> None:
+    from cellkit.corrupt import color_filter, overlay_bank, superpose
+
+    x = sample.images[:64]
+    third = stain_features(x)[:, 0]  # smallest eigenvalue fraction of the optical densities
+    filtered = stain_features(color_filter(x, np.tile([0.8, 0.9, 1.0], (64, 1))))[:, 0]
+    np.testing.assert_allclose(filtered, third, atol=0.02)  # a gain only shifts optical density
+    cartoon = superpose(x, overlay_bank("cartoon", 64, rng=0), 0.4)
+    assert np.median(stain_features(cartoon)[:, 0]) > 3 * np.median(third)
 
 
 def test_features_of_a_batch_equal_features_of_each_image(sample: Dataset) -> None:
@@ -254,8 +267,8 @@ def test_score_features_matches_score_samples(
     detector: SuperpositionDetector, corrupted: CorruptionResult
 ) -> None:
     images = corrupted.dataset.images[:30]
-    np.testing.assert_allclose(
-        detector.score_features(superposition_features(images)), detector.score_samples(images), atol=1e-9
-    )
+    features, z = superposition_features(images), detector.reused_overlays_.z_scores(images)
+    np.testing.assert_allclose(detector.score_features(features, z), detector.score_samples(images), atol=1e-9)
+    assert np.all(detector.score_features(features) >= detector.score_samples(images) - 1e-12)
     with pytest.raises(ValueError, match="features"):
         detector.score_features(np.zeros((3, 5), np.float32))

@@ -25,7 +25,13 @@ from cellkit.augment.layers import (
     RandomRot90,
 )
 from cellkit.augment.mix import MIX_METHODS, mix_batch, smooth_labels
-from cellkit.augment.policies import POLICIES, POLICY_FAMILIES, Augmentation, augmentation_layer, describe_policy
+from cellkit.augment.policies import (
+    POLICIES,
+    POLICY_FAMILIES,
+    Augmentation,
+    augmentation_layer,
+    describe_policy,
+)
 from cellkit.augment.presets import ROBUST_PHASE_KEYS, ROBUST_PRESET
 
 __all__ = [

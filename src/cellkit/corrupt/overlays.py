@@ -37,6 +37,7 @@ from cellkit.data.dataset import image_batch
 
 __all__ = [
     "NATURAL_PICTURES",
+    "OVERLAY_FAMILIES",
     "OVERLAY_KINDS",
     "cell_overlays",
     "dihedral",
@@ -46,8 +47,12 @@ __all__ = [
     "overlay_bank",
 ]
 
-#: The overlay kinds :func:`overlay_bank` knows.
+#: The overlay kinds of :func:`~cellkit.corrupt.corrupt_dataset` (the report's corruption).
 OVERLAY_KINDS: tuple[str, ...] = ("natural", "drawn", "cells")
+
+#: Every overlay family :func:`overlay_bank` knows: :data:`OVERLAY_KINDS` and those of
+#: :mod:`cellkit.corrupt.overlay_families`.
+OVERLAY_FAMILIES: tuple[str, ...] = (*OVERLAY_KINDS, "cartoon", "text", "graphics", "microscopy", "faces")
 
 #: scikit-image pictures used by the ``"natural"`` kind (all ship inside the package).
 NATURAL_PICTURES: tuple[str, ...] = (
@@ -356,7 +361,8 @@ def overlay_bank(
     """``n`` overlays of one kind, ``(n, h, w, 3)`` ``uint8``.
 
     Args:
-        kind: ``"natural"``, ``"drawn"`` or ``"cells"`` (see the module docstring).
+        kind: ``"natural"``, ``"drawn"`` or ``"cells"`` (see the module docstring), or a
+            family of :mod:`cellkit.corrupt.overlay_families` (:data:`OVERLAY_FAMILIES`).
         n: number of overlays.
         size: ``(height, width)``; for ``"cells"`` it must match the pool's image size.
         rng: seed or ``numpy.random.Generator``.
@@ -368,13 +374,17 @@ def overlay_bank(
         >>> overlay_bank("cells", 3, rng=0, cells=pool).shape
         (3, 96, 96, 3)
     """
-    if kind not in OVERLAY_KINDS:
-        raise ValueError(f"`kind` must be one of {OVERLAY_KINDS}. Received: kind={kind!r}")
+    if kind not in OVERLAY_FAMILIES:
+        raise ValueError(f"`kind` must be one of {OVERLAY_FAMILIES}. Received: kind={kind!r}")
     size = _check_size(size)
     if kind == "natural":
         return natural_overlays(n, size, rng)
     if kind == "drawn":
         return drawn_overlays(n, size, rng)
+    if kind != "cells":
+        from cellkit.corrupt import overlay_families
+
+        return getattr(overlay_families, f"{kind}_overlays")(n, size, rng)
     pool = _check_pool(cells)
     if pool.shape[1:3] != size:
         raise ValueError(f"`cells` images are {pool.shape[1:3]}, which does not match size={size}.")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cellkit.corrupt.overlays import OVERLAY_KINDS, cell_overlays, overlay_bank
+from cellkit.corrupt.overlays import OVERLAY_FAMILIES, OVERLAY_KINDS, cell_overlays, overlay_bank
 from cellkit.data.dataset import image_batch
 
 __all__ = ["Superpositions", "jpeg_roundtrip", "random_superpositions", "superpose"]
@@ -137,12 +137,39 @@ def check_alpha_range(alpha: float | Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
+def random_storage(
+    images: np.ndarray, qualities: Sequence[int | None], rng: np.random.Generator
+) -> np.ndarray:
+    """Store each image as one of ``qualities``, drawn uniformly per image (``None``: lossless).
+
+    So a detector trained on the result cannot learn compression as a cue: a user's data
+    may be PNG, JPEG of any quality, or a mix.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+        >>> random_storage(x, (None, 90), np.random.default_rng(0)).shape
+        (4, 16, 16, 3)
+    """
+    images = _check_images(images)
+    qualities = tuple(qualities)
+    if not qualities:
+        raise ValueError("`qualities` must name at least one storage (None or a JPEG quality).")
+    pick = rng.integers(0, len(qualities), size=images.shape[0])
+    out = images.copy()
+    for i, q in enumerate(qualities):
+        sel = np.flatnonzero(pick == i)
+        if sel.size and q is not None:
+            out[sel] = jpeg_roundtrip(images[sel], q)
+    return out
+
+
 def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     """Validate a non-empty sequence of overlay kinds."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-    bad = [k for k in kinds if k not in OVERLAY_KINDS]
+    bad = [k for k in kinds if k not in OVERLAY_FAMILIES]
     if not kinds or bad:
-        raise ValueError(f"overlay kinds must be a non-empty subset of {OVERLAY_KINDS}. Received: {kinds!r}")
+        raise ValueError(f"overlay kinds must be a non-empty subset of {OVERLAY_FAMILIES}. Received: {kinds!r}")
     return kinds
 
 
@@ -180,7 +207,7 @@ def random_superpositions(
     base = np.asarray(base, dtype=np.int64)
     if base.shape != (n,):
         raise ValueError(f"`base` must have shape ({n},). Received: base.shape={base.shape}")
-    kind = np.asarray(kinds)[gen.integers(0, len(kinds), size=n)] if n else np.zeros(0, "<U7")
+    kind = np.asarray(kinds)[gen.integers(0, len(kinds), size=n)] if n else np.zeros(0, "<U10")
     a = gen.uniform(lo, hi, size=n)
     overlays = np.empty((n, h, w, 3), np.uint8)
     for k in kinds:

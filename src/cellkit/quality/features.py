@@ -15,7 +15,12 @@ Why these features find superpositions (``(1 - a) * cell + a * overlay``):
   every scale of the image pyramid (:func:`edge_features`);
 * frequency: the radial power spectrum changes level and slope (:func:`spectral_features`);
 * colour: mixtures of two pictures create colours a stained smear does not have
-  (:func:`color_features`).
+  (:func:`color_features`);
+* stain space: a stained smear is light absorbed by two or three dyes, so in optical
+  density (``-log`` of the transmitted light) its pixels and its edges lie close to a plane
+  spanned by the dyes' colours. A superposition adds light, not dye: the mixture leaves
+  that plane, whatever the overlay is (:func:`stain_features`). A colour filter multiplies
+  the light, which only shifts optical densities, so it leaves these features unchanged.
 
 Example:
     >>> import numpy as np
@@ -45,6 +50,7 @@ __all__ = [
     "edge_features",
     "feature_names",
     "spectral_features",
+    "stain_features",
     "superposition_features",
 ]
 
@@ -249,18 +255,60 @@ def color_features(images: np.ndarray) -> np.ndarray:
     return _chunked(_color_chunk, _check(images))
 
 
+#: Optical density of each 8-bit value: ``-log((v + 1) / 256)``.
+_OD_LUT = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)
+
+
+def _gram(samples: np.ndarray) -> np.ndarray:
+    """``(n, 3, 3)`` float64: ``samples[i].T @ samples[i]`` for ``(n, p, 3)`` samples (batched BLAS)."""
+    return np.matmul(samples.transpose(0, 2, 1), samples).astype(np.float64)
+
+
+def _eigen_fractions(m: np.ndarray) -> np.ndarray:
+    """``(n, 3)``: eigenvalues (ascending) of symmetric 3x3 matrices ``m``, over their sum."""
+    ev = np.maximum(np.linalg.eigvalsh(m), 0.0)
+    return (ev / np.maximum(ev.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _stain_chunk(images: np.ndarray) -> np.ndarray:
+    n, h, w, _ = images.shape
+    od = cv2.LUT(np.ascontiguousarray(images).reshape(n * h, w, 3), _OD_LUT).reshape(n, h, w, 3)
+    flat = od.reshape(n, h * w, 3)
+    mean = np.matmul(flat.transpose(0, 2, 1), np.full(h * w, 1.0 / (h * w), np.float32))  # (n, 3), BLAS
+    pixels = _gram((flat - mean[:, None, :]).astype(np.float64))  # centred, summed in float64: exact to 1e-9
+    gx = np.subtract(od[:, :, 1:], od[:, :, :-1]).reshape(n, -1, 3)
+    gy = np.subtract(od[:, 1:], od[:, :-1]).reshape(n, -1, 3)
+    edges = _gram(gx) + _gram(gy)
+    f = np.concatenate([_eigen_fractions(pixels), _eigen_fractions(edges)], axis=1)
+    return np.concatenate([f, np.log10(f + np.float32(1e-4))], axis=1)
+
+
+def stain_features(images: np.ndarray) -> np.ndarray:
+    """Where the pixels and edges sit in optical-density space: 12 features.
+
+    Optical density ``OD = -log((v + 1) / 256)`` per channel. The eigenvalues of each
+    image's OD covariance over its pixels, and of the second moments of its OD gradients
+    (horizontal and vertical neighbour differences), each divided by their sum, and the
+    log10 of those fractions. A stained smear has a small third eigenvalue (its colours lie
+    near the plane of its dyes); superposed light raises it. A per-channel gain (colour
+    filter) shifts OD by a constant and changes neither matrix.
+    """
+    return _chunked(_stain_chunk, _check(images))
+
+
 def _all_chunk(images: np.ndarray) -> np.ndarray:
     gray = _gray(images)
     return np.concatenate(
-        [_spectral_chunk(images, gray), _edge_chunk(images, gray), _color_chunk(images)], axis=1
+        [_spectral_chunk(images, gray), _edge_chunk(images, gray), _color_chunk(images), _stain_chunk(images)],
+        axis=1,
     )
 
 
 def superposition_features(images: np.ndarray, n_jobs: int = 2) -> np.ndarray:
     """All features of the superposition detector, ``(n, len(feature_names()))`` float32.
 
-    The concatenation of :func:`spectral_features`, :func:`edge_features` and
-    :func:`color_features`. Chunks of 255 images run on ``n_jobs`` threads (OpenCV and
+    The concatenation of :func:`spectral_features`, :func:`edge_features`,
+    :func:`color_features` and :func:`stain_features`. Chunks of 255 images run on ``n_jobs`` threads (OpenCV and
     the FFT release the GIL).
     """
     images = _check(images)
@@ -285,4 +333,6 @@ def feature_names() -> list[str]:
         names += [f"edge_l{level}_gradient{i}" for i in range(_GRAD_BINS)]
     names += [f"color_luma{i}" for i in range(_LUMA_BINS)]
     names += [f"color_chroma{i}" for i in range(_CHROMA_BINS**2)]
+    stain = [f"stain_{part}_eigen{i}" for part in ("pixels", "edges") for i in range(3)]
+    names += stain + [f"{name}_log10" for name in stain]
     return names

@@ -48,19 +48,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import scipy.cluster.vq
 import scipy.optimize
 
 from cellkit.corrupt.color import color_filter, random_filter_gains
-from cellkit.corrupt.overlays import OVERLAY_KINDS
-from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
+from cellkit.corrupt.overlays import OVERLAY_FAMILIES
+from cellkit.corrupt.superpose import (
+    check_alpha_range,
+    check_kinds,
+    jpeg_roundtrip,
+    random_storage,
+    random_superpositions,
+)
 from cellkit.data.dataset import image_batch
 from cellkit.quality._detector import IssueDetectorMixin
+from cellkit.quality._reused_overlays import ReusedOverlaySearch
 from cellkit.quality.features import superposition_features
 
-__all__ = ["AUTO_THRESHOLD", "SuperpositionDetector"]
+__all__ = ["AUTO_THRESHOLD", "TRAINING_STORAGE", "SuperpositionDetector"]
 
 #: Threshold of ``contamination="auto"``: flag images whose estimated probability of
 #: being clean is below 20%. The estimate is over-confident for the oddest clean images
@@ -68,6 +74,11 @@ __all__ = ["AUTO_THRESHOLD", "SuperpositionDetector"]
 #: alarms than it costs missed superpositions: on pbc96 and on the bundled sample it
 #: gave a better F1 than 0.5 for every corruption seed tried (see the benchmarks).
 AUTO_THRESHOLD = 0.2
+
+#: How the training images are stored, one drawn per image: lossless, or JPEG at these
+#: qualities. A user's data may be PNG, JPEG of any quality or a mix, so compression must
+#: be no cue (trained on JPEG q90 only, recall on PNG data fell to 0.66).
+TRAINING_STORAGE: tuple[int | None, ...] = (None, 95, 90, 75, 50)
 
 
 @contextlib.contextmanager
@@ -206,64 +217,6 @@ def _cluster_folds(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cluster_fold[labels]
 
 
-def _bandpass_vectors(images: np.ndarray) -> np.ndarray:
-    """Unit-norm band-pass luma vectors of the image periphery, ``(n, d)`` float32.
-
-    Luma at a third of the size, minus its Gaussian blur (sigma 1): the scale of overlay
-    strokes and text. The central disc, where the cell sits in every image, is left out
-    so that two clean images hardly correlate, while two images superposed with the
-    same overlay do (they share ``alpha * overlay``).
-    """
-    n, h, w, _ = images.shape
-    sh, sw = h // 3, w // 3
-    v = np.empty((n, 0), np.float32)
-    for s in range(0, n, 2048):
-        chunk = np.ascontiguousarray(images[s : s + 2048])
-        m = chunk.shape[0]
-        g = cv2.cvtColor(chunk.reshape(m * h, w, 3), cv2.COLOR_RGB2GRAY).astype(np.float32)
-        small = cv2.resize(g, (sw, m * sh), interpolation=cv2.INTER_AREA)
-        hp = (small - cv2.GaussianBlur(small, (7, 7), 1.0, borderType=cv2.BORDER_REFLECT)).reshape(m, sh, sw)
-        yy, xx = np.mgrid[0:sh, 0:sw]
-        ry, rx = (yy - (sh - 1) / 2) / (0.31 * sh), (xx - (sw - 1) / 2) / (0.31 * sw)
-        mask = ry**2 + rx**2 > 1
-        mask[:3], mask[-3:], mask[:, :3], mask[:, -3:] = False, False, False, False  # blur border effects
-        part = hp[:, mask]
-        v = part if s == 0 else np.concatenate([v, part])
-    v -= v.mean(axis=1, keepdims=True)
-    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
-    return v
-
-
-def _shared_component_suspects(
-    images: np.ndarray, clusters: np.ndarray, top: int = 5, z_threshold: float = 5.0
-) -> np.ndarray:
-    """Images that share a component with several others: copies of a reused overlay.
-
-    Within each cluster, the mean of each image's ``top`` highest correlations with the
-    other images' :func:`_bandpass_vectors`; images whose value is more than
-    ``z_threshold`` robust standard deviations (median absolute deviation) above the
-    median are flagged. Exact duplicates are flagged too, which only keeps them out of
-    the first round's negatives.
-    """
-    n = images.shape[0]
-    v = _bandpass_vectors(images)
-    stat = np.zeros(n)
-    for c in np.unique(clusters):
-        members = np.flatnonzero(clusters == c)
-        if members.size <= top:
-            continue
-        vm = v[members]
-        for s in range(0, members.size, 1024):
-            g = vm[s : s + 1024] @ vm.T
-            rows = np.arange(g.shape[0])
-            g[rows, s + rows] = -1.0  # not oneself
-            best = -np.partition(-g, top - 1, axis=1)[:, :top]
-            stat[members[s : s + 1024]] = best.mean(axis=1)
-    med = np.median(stat)
-    mad = 1.4826 * np.median(np.abs(stat - med))
-    return stat > med + z_threshold * max(mad, 1e-3)
-
-
 class SuperpositionDetector(IssueDetectorMixin):
     """Self-supervised detector of superposed images (no labels needed).
 
@@ -277,8 +230,10 @@ class SuperpositionDetector(IssueDetectorMixin):
         alpha: range of overlay weights of the synthetic superpositions.
         overlay_kinds: overlay kinds used for the synthetic superpositions.
         synthetic_ratio: synthetic superpositions per training image.
-        jpeg_quality: the JPEG round trip applied to positives *and* negatives during
-            training (``None`` for none), so that re-encoding is no cue.
+        jpeg_quality: the storage round trip applied to positives *and* negatives during
+            training: a JPEG quality, ``None`` (lossless), or a sequence of them from which
+            each image draws one (default :data:`TRAINING_STORAGE`), so that compression is
+            no cue.
         color_augment: fraction of the training images (both classes) seen through a
             random colour filter, so that a colour cast (e.g. the blue-filtered images of
             the seed dataset) is no cue for superposition.
@@ -292,6 +247,8 @@ class SuperpositionDetector(IssueDetectorMixin):
             negatives.
         pseudo_logit: from the second round on, user images whose out-of-fold logit
             exceeds this are also used as positives.
+        suspect_logit: user images whose out-of-fold logit exceeds this are left out of
+            the next round's negatives.
         batch_size: images per batch when computing features (bounds memory).
         n_jobs: threads used for the features.
         random_state: seed of the synthesis, the split and the initial weights.
@@ -317,9 +274,9 @@ class SuperpositionDetector(IssueDetectorMixin):
         threshold: float | None = None,
         *,
         alpha: Sequence[float] = (0.15, 0.7),
-        overlay_kinds: Sequence[str] = OVERLAY_KINDS,
+        overlay_kinds: Sequence[str] = OVERLAY_FAMILIES,
         synthetic_ratio: float = 1.0,
-        jpeg_quality: int | None = 90,
+        jpeg_quality: int | Sequence[int | None] | None = TRAINING_STORAGE,
         color_augment: float = 0.1,
         hidden_units: int = 16,
         l2: float = 10.0,
@@ -327,6 +284,7 @@ class SuperpositionDetector(IssueDetectorMixin):
         max_train_images: int = 20000,
         refine_rounds: int = 2,
         pseudo_logit: float = 3.0,
+        suspect_logit: float = 0.0,
         batch_size: int = 4096,
         n_jobs: int = 2,
         random_state: int | None = 0,
@@ -344,6 +302,7 @@ class SuperpositionDetector(IssueDetectorMixin):
         self.max_train_images = max_train_images
         self.refine_rounds = refine_rounds
         self.pseudo_logit = pseudo_logit
+        self.suspect_logit = suspect_logit
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -353,7 +312,7 @@ class SuperpositionDetector(IssueDetectorMixin):
     _PARAMS = tuple(
         (
             "contamination threshold alpha overlay_kinds synthetic_ratio jpeg_quality color_augment hidden_units l2 "
-            "max_iter max_train_images refine_rounds pseudo_logit batch_size n_jobs random_state"
+            "max_iter max_train_images refine_rounds pseudo_logit suspect_logit batch_size n_jobs random_state"
         ).split()
     )
 
@@ -380,8 +339,17 @@ class SuperpositionDetector(IssueDetectorMixin):
             raise ValueError(
                 f"`color_augment` must be in [0, 1]. Received: color_augment={self.color_augment!r}"
             )
-        if isinstance(self.pseudo_logit, bool) or not isinstance(self.pseudo_logit, (float, int)):
-            raise ValueError(f"`pseudo_logit` must be a number. Received: pseudo_logit={self.pseudo_logit!r}")
+        for name in ("pseudo_logit", "suspect_logit"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (float, int)):
+                raise ValueError(f"`{name}` must be a number. Received: {name}={v!r}")
+        q = self.jpeg_quality
+        for v in (q,) if q is None or isinstance(q, (int, np.integer)) else tuple(q) or (0,):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= 100):
+                raise ValueError(
+                    "`jpeg_quality` must be None, an integer in [1, 100] or a non-empty sequence of them. "
+                    f"Received: jpeg_quality={q!r}"
+                )
         if not (isinstance(self.l2, (float, int)) and self.l2 >= 0):
             raise ValueError(f"`l2` must be >= 0. Received: l2={self.l2!r}")
 
@@ -399,6 +367,13 @@ class SuperpositionDetector(IssueDetectorMixin):
         y = np.r_[np.zeros(len(x_neg)), np.ones(len(x_pos))]
         weight = np.where(y > 0, 0.5 / max(len(x_pos), 1), 0.5 / max(len(x_neg), 1))
         return _MLP(int(self.hidden_units), float(self.l2), int(self.max_iter), seed).fit(x, y, weight)
+
+    def _store(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The storage round trip of the training images: one quality, or one per image from a list."""
+        q = self.jpeg_quality
+        if q is None or isinstance(q, (int, np.integer)):
+            return jpeg_roundtrip(images, q)
+        return random_storage(images, q, rng)
 
     def _color_augment(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A copy of ``images`` where a ``color_augment`` fraction went through a random filter."""
@@ -450,8 +425,8 @@ class SuperpositionDetector(IssueDetectorMixin):
         synth = random_superpositions(
             images, n_pos, rng, alpha=self.alpha, kinds=self.overlay_kinds, base=base
         )
-        x_neg = self._features(jpeg_roundtrip(self._color_augment(images, rng), self.jpeg_quality))
-        x_pos = self._features(jpeg_roundtrip(self._color_augment(synth.images, rng), self.jpeg_quality))
+        x_neg = self._features(self._store(self._color_augment(images, rng), rng))
+        x_pos = self._features(self._store(self._color_augment(synth.images, rng), rng))
         del synth
 
         # Rounds of cross-fitting: every user image is scored by models that never saw it,
@@ -463,10 +438,12 @@ class SuperpositionDetector(IssueDetectorMixin):
         # again and wrongly suspected ones are re-admitted. From round 2 on, confidently
         # suspected images also serve as positives (pseudo-labels).
         clusters = _clusters(x_neg, rng)
-        suspects = _shared_component_suspects(images, clusters)
-        self.n_shared_component_ = int(suspects.sum())
+        search = ReusedOverlaySearch().fit(images)
+        reused = search.flags_  # copies of one overlay: never negatives, always positives
+        suspects = reused | (search.z_ > search.z_threshold)
+        self.n_shared_component_ = int(reused.sum())
         folds = [_cluster_folds(clusters, rng)] + [rng.permutation(n) % 2 for _ in range(self.refine_rounds)]
-        pseudo = np.zeros(n, bool)
+        pseudo = reused.copy()
         for r, fold in enumerate(folds):
             oof = np.zeros(n)
             for k in (0, 1):
@@ -475,14 +452,15 @@ class SuperpositionDetector(IssueDetectorMixin):
                 x_p = np.concatenate([x_pos[tr_pos], x_neg[(fold != k) & pseudo]])
                 model = self._train(x_neg[tr_neg], x_p, seed + 2 * r + k)
                 oof[fold == k] = model.logit(x_neg[fold == k])
-            suspects = oof > 0.0  # balanced odds favour "superposed"
+            suspects = (oof > self.suspect_logit) | reused
             if r >= 1:
-                pseudo = oof > self.pseudo_logit
-        contamination = float(np.clip(suspects.mean(), 1e-3, 0.5))
+                pseudo = (oof > self.pseudo_logit) | reused
+        contamination = float(np.clip(((oof > 0.0) | reused).mean(), 1e-3, 0.5))  # balanced odds: "superposed"
 
         # Final model: synthetic and pseudo-labelled positives against the images not suspected.
         model = self._train(x_neg[~suspects], np.concatenate([x_pos, x_neg[pseudo]]), seed + 2 * len(folds))
 
+        self.reused_overlays_ = search
         self.model_ = model
         self.contamination_ = contamination
         self.prior_logit_ = float(np.log(contamination / (1.0 - contamination)))
@@ -501,12 +479,15 @@ class SuperpositionDetector(IssueDetectorMixin):
             self.threshold_ = float(np.quantile(train_scores, float(self.contamination)))
 
     # -- scoring ------------------------------------------------------------------------
-    def score_features(self, features: np.ndarray) -> np.ndarray:
+    def score_features(self, features: np.ndarray, reused_z: np.ndarray | None = None) -> np.ndarray:
         """:meth:`score_samples` from precomputed :func:`~cellkit.quality.features.superposition_features`.
 
         The probability of being clean under the contamination estimated at fit time:
         ``sigmoid(-(logit + prior_logit_))`` where ``logit`` is the classifier's
-        (class-balanced) log-odds of superposition.
+        (class-balanced) log-odds of superposition. With ``reused_z`` (the z-scores of
+        :meth:`ReusedOverlaySearch.z_scores <cellkit.quality._reused_overlays.ReusedOverlaySearch.z_scores>`),
+        images carrying an overlay found reused at fit time score lower still: a z-score at
+        the search's threshold maps to :data:`AUTO_THRESHOLD`, higher ones below it.
         """
         self._check_fitted()
         x = np.asarray(features, dtype=np.float32)
@@ -514,14 +495,24 @@ class SuperpositionDetector(IssueDetectorMixin):
             raise ValueError(
                 f"`features` must have shape (n, {self.model_.d_}). Received: features.shape={x.shape}"
             )
-        return _sigmoid(-(self.model_.logit(x) + self.prior_logit_))
+        logit = self.model_.logit(x) + self.prior_logit_
+        if reused_z is not None:
+            z = np.asarray(reused_z, dtype=np.float64)
+            reused_logit = np.log((1 - AUTO_THRESHOLD) / AUTO_THRESHOLD) + (z - self.reused_overlays_.z_threshold)
+            logit = np.maximum(logit, reused_logit)
+        return _sigmoid(-logit)
 
     def score_samples(self, images: Any) -> np.ndarray:
-        """Probability that each image is clean, ``(n,)`` float in [0, 1]; lower = superposed."""
+        """Probability that each image is clean, ``(n,)`` float in [0, 1]; lower = superposed.
+
+        The classifier's score, lowered for images that carry one of the overlays found
+        reused at fit time (:meth:`score_features` with ``reused_z``): such an image is
+        flagged whatever the classifier says.
+        """
         self._check_fitted()
         images = image_batch(images)
         if tuple(images.shape[1:]) != self.image_shape_:
             raise ValueError(
                 f"`images` must have the fitted image shape {self.image_shape_}. Received: images.shape={images.shape}"
             )
-        return self.score_features(self._features(images))
+        return self.score_features(self._features(images), self.reused_overlays_.z_scores(images))

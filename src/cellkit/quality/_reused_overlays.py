@@ -1,0 +1,162 @@
+"""Find one overlay reused on many images: the copies share a component the cells do not.
+
+A dataset corrupted with memes often carries *the same* picture on dozens of images. Each
+copy is ``(1 - a) * cell + a * overlay`` with a different cell and ``a``, so their band-pass
+images correlate wherever the overlay has structure, while two clean images hardly do.
+:class:`ReusedOverlaySearch` compares every image with every other one (one matrix
+product per chunk of images) on the periphery of the picture, where the overlay is seen
+and the cell is not, and flags the images whose best matches stand out from the dataset
+(a robust z-score). Two photographs of the same cell correlate too, but in the centre as
+well: images whose best matches also share the centre are near-duplicates, not overlays,
+and are not flagged.
+
+The flagged images' vectors are kept, so that :meth:`ReusedOverlaySearch.z_scores` also
+finds the same overlay on images not seen by ``fit``.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> cells = rng.integers(100, 200, (60, 48, 48, 3)).astype(np.uint8)
+    >>> meme = rng.integers(0, 256, (48, 48, 3)).astype(np.float32)
+    >>> cells[:10] = (0.6 * cells[:10] + 0.4 * meme).astype(np.uint8)
+    >>> search = ReusedOverlaySearch().fit(cells)
+    >>> bool(search.flags_[:10].all() and not search.flags_[10:].any())
+    True
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["ReusedOverlaySearch"]
+
+_CHUNK = 2048
+
+
+def _bandpass(images: np.ndarray, scale: int, sigma: float) -> np.ndarray:
+    """Luma at ``1 / scale`` of the size minus its Gaussian blur, ``(n, h', w')`` float32."""
+    n, h, w, _ = images.shape
+    sh, sw = h // scale, w // scale
+    out = np.empty((n, sh, sw), np.float32)
+    k = int(2 * round(3 * sigma) + 1)
+    for s in range(0, n, _CHUNK):
+        chunk = np.ascontiguousarray(images[s : s + _CHUNK])
+        m = chunk.shape[0]
+        g = cv2.cvtColor(chunk.reshape(m * h, w, 3), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        if scale > 1:
+            g = cv2.resize(g, (sw, m * sh), interpolation=cv2.INTER_AREA)
+        out[s : s + m] = (g - cv2.GaussianBlur(g, (k, k), sigma, borderType=cv2.BORDER_REFLECT)).reshape(m, sh, sw)
+    return out
+
+
+def _top_pixels(mask: np.ndarray, key: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` pixels of ``mask`` with the highest ``key`` (all of them when fewer)."""
+    if mask.sum() <= count:
+        return mask
+    cut = np.sort(key[mask])[-count]
+    return mask & (key >= cut)
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    v = v - v.mean(axis=1, keepdims=True)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+
+
+def _regions(h: int, w: int, disc: float, border: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the periphery (outside a centred disc) and of the disc, away from the border."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = ((yy - (h - 1) / 2) / (disc * h)) ** 2 + ((xx - (w - 1) / 2) / (disc * w)) ** 2
+    inner = np.zeros((h, w), bool)
+    inner[border : h - border, border : w - border] = True
+    return (r2 > 1) & inner, (r2 <= 1) & inner
+
+
+class ReusedOverlaySearch:
+    """Flag images that share one overlay with several others (see the module docstring).
+
+    Args:
+        top: each image's statistic is the mean of its ``top`` best correlations.
+        z_threshold: flag images whose statistic is this many robust standard deviations
+            (median absolute deviation) above the median.
+        duplicate_correlation: best matches whose centres correlate more than this on
+            average are near-duplicates of the image, not copies of an overlay.
+        scale, sigma: band-pass at ``1 / scale`` of the image size, minus a Gaussian blur
+            of ``sigma`` pixels: the scale of overlay strokes and text.
+        disc: radius of the central disc (fraction of the side) left out of the comparison.
+
+    Fitted attributes: ``z_`` (each image's z-score), ``flags_`` (reused overlay),
+    ``duplicates_`` (share their best matches with the centre too), ``median_``, ``mad_``.
+    """
+
+    def __init__(self, top: int = 5, z_threshold: float = 6.0, duplicate_correlation: float = 0.97, *,
+                 scale: int = 1, sigma: float = 1.0, disc: float = 0.31, pixels: int | None = 1600) -> None:
+        self.top = top
+        self.z_threshold = z_threshold
+        self.duplicate_correlation = duplicate_correlation
+        self.scale = scale
+        self.sigma = sigma
+        self.disc = disc
+        self.pixels = pixels
+
+    def _masks(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Periphery and centre masks; at most ``pixels`` of each, a fixed pattern symmetric
+        under flips and quarter turns (so the 8 orientations of an image select the same set)."""
+        outer, inner = _regions(h, w, self.disc, border=int(round(3 * self.sigma)) + 1)
+        if self.pixels is None or h != w:
+            return outer, inner
+        keep = np.random.default_rng(0).random((h, w))
+        keep = np.max([np.rot90(v, k) for v in (keep, keep[:, ::-1]) for k in range(4)], axis=0)  # symmetric
+        return tuple(_top_pixels(m, keep, self.pixels) for m in (outer, inner))
+
+    def _vectors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bp = _bandpass(images, self.scale, self.sigma)
+        outer, inner = self._masks(bp.shape[1], bp.shape[2])
+        return _unit_rows(bp[:, outer]), _unit_rows(bp[:, inner]), bp
+
+    def fit(self, images: np.ndarray) -> ReusedOverlaySearch:
+        n = images.shape[0]
+        outer, inner, bp = self._vectors(images)
+        top = int(min(self.top, max(n - 1, 1)))
+        stat = np.zeros(n, np.float32)
+        centre = np.zeros(n, np.float32)
+        for s in range(0, n, _CHUNK):
+            g = outer[s : s + _CHUNK] @ outer.T
+            rows = np.arange(g.shape[0])
+            g[rows, s + rows] = -1.0  # not oneself
+            best = np.argpartition(-g, top - 1, axis=1)[:, :top]
+            stat[s : s + g.shape[0]] = np.take_along_axis(g, best, axis=1).mean(axis=1)
+            centre[s : s + g.shape[0]] = np.einsum("id,ikd->i", inner[s : s + _CHUNK], inner[best]) / top
+        self.median_ = float(np.median(stat))
+        self.mad_ = float(max(1.4826 * np.median(np.abs(stat - self.median_)), 1e-3))
+        self.z_ = (stat - self.median_) / self.mad_
+        self.duplicates_ = centre > self.duplicate_correlation
+        self.flags_ = (self.z_ > self.z_threshold) & ~self.duplicates_
+        # The flagged images' vectors in their 8 orientations (square images; 2 otherwise): an
+        # image scores the same whatever way it is flipped or turned.
+        memory = bp[self.flags_]
+        views = [memory, memory[:, :, ::-1]]
+        if memory.shape[1] == memory.shape[2]:
+            views = [np.rot90(v, k, axes=(1, 2)) for v in views for k in range(4)]
+        mask = self._masks(*bp.shape[1:])[0]
+        self.memory_ = np.concatenate([_unit_rows(v[:, mask]) for v in views]) if memory.size else outer[:0]
+        return self
+
+    def z_scores(self, images: np.ndarray) -> np.ndarray:
+        """Each image's z-score against the flagged images of ``fit`` (0 when none were flagged).
+
+        An image is compared with the copies of the reused overlays found by ``fit``: it
+        scores high when it carries one of them too.
+        """
+        n = images.shape[0]
+        if self.memory_.shape[0] == 0 or n == 0:
+            return np.zeros(n, np.float32)
+        outer = self._vectors(images)[0]
+        top = int(min(self.top, max(1, self.memory_.shape[0] // 8)))
+        z = np.empty(n, np.float32)
+        for s in range(0, n, _CHUNK):
+            g = outer[s : s + _CHUNK] @ self.memory_.T
+            g[g > 0.999] = -1.0  # an image of the fit is not its own match
+            best = -np.partition(-g, top - 1, axis=1)[:, :top]
+            z[s : s + g.shape[0]] = (best.mean(axis=1) - self.median_) / self.mad_
+        return z
