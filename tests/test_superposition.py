@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cellkit.corrupt import CorruptionResult, corrupt_dataset, overlay_bank, superpose
-from cellkit.corrupt.overlays import dihedral
+from cellkit.corrupt.overlays import OVERLAY_FAMILIES, dihedral
 from cellkit.data import Dataset
 from cellkit.quality.features import (
     color_features,
@@ -272,3 +272,33 @@ def test_score_features_matches_score_samples(
     assert np.all(detector.score_features(features) >= detector.score_samples(images) - 1e-12)
     with pytest.raises(ValueError, match="features"):
         detector.score_features(np.zeros((3, 5), np.float32))
+
+
+@settings(max_examples=20, deadline=None)
+@given(family=st.sampled_from(OVERLAY_FAMILIES), alpha=st.floats(0.4, 0.7), index=st.integers(0, 479),
+       seed=st.integers(0, 10_000))
+def test_a_strong_superposition_of_any_family_scores_below_its_source(
+    detector: SuperpositionDetector, sample: Dataset, family: str, alpha: float, index: int, seed: int
+) -> None:
+    clean = sample.images[index : index + 1]
+    pool = np.delete(sample.images, index, axis=0)
+    overlay = overlay_bank(family, 1, rng=seed, cells=pool)
+    superposed = superpose(clean, overlay, alpha)
+    source = detector.score_samples(clean)[0]
+    assert detector.score_samples(superposed)[0] < source or source < 1e-3  # a source already flagged as hard as can be
+
+
+def test_reused_overlay_search_flags_every_copy_and_remembers_it(sample: Dataset) -> None:
+    from cellkit.quality._reused_overlays import ReusedOverlaySearch
+
+    rng = np.random.default_rng(3)
+    images = sample.images.copy()
+    copies = rng.choice(len(images), 25, replace=False)
+    meme = overlay_bank("cartoon", 1, rng=5)
+    images[copies] = superpose(images[copies], np.repeat(meme, 25, axis=0), rng.uniform(0.25, 0.6, 25))
+    search = ReusedOverlaySearch().fit(images)
+    assert set(np.flatnonzero(search.flags_)) == set(copies)
+    fresh = superpose(sample.images[:4], np.repeat(meme, 4, axis=0), 0.3)  # the same meme on other cells
+    turned = np.ascontiguousarray(dihedral(fresh, np.array([1, 3, 5, 6])))
+    assert np.all(search.z_scores(turned) > search.z_threshold)
+    assert np.all(search.z_scores(sample.images[100:140]) < search.z_threshold)

@@ -18,6 +18,7 @@ loader reports for that file:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import struct
@@ -25,11 +26,20 @@ import sys
 import tempfile
 import threading
 import zlib
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
-__all__ = ["MAX_IMAGE_PIXELS", "decode_jpeg_checked", "header_size", "png_damage"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "captured_stderr",
+    "decode_jpeg_checked",
+    "header_size",
+    "libjpeg_trouble",
+    "pass_on",
+    "png_damage",
+]
 
 #: Largest image (width x height) the loader decodes: 50 megapixels. A header that declares
 #: more is refused before decoding (a decompression bomb would otherwise exhaust memory).
@@ -150,6 +160,52 @@ def _png_data_damage(header: bytes, idat: list[bytes]) -> str | None:
     if got != expected or not inflater.eof:
         return f"corrupt or truncated PNG: {got} of {expected} bytes of image data"
     return None
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[_Captured]:
+    """Capture the C-level standard error (fd 2) of the block; ``.text`` holds it afterwards.
+
+    The loader decodes a whole batch of files, on several threads, inside one capture: in
+    the common case (nothing printed) no file pays for a check of its own.
+    """
+    out = _Captured()
+    with _capture_lock:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no standard error to redirect
+            yield out
+            return
+        try:
+            sys.stderr.flush()
+            sink = _sink()
+            sink.seek(0)
+            sink.truncate()
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield out
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                out.text = sink.read().decode("utf-8", "replace")
+        finally:
+            os.close(saved)
+
+
+def libjpeg_trouble(text: str) -> bool:
+    """Whether captured text holds a libjpeg warning about the data."""
+    return any(_LIBJPEG_PROBLEM.search(line) for line in text.splitlines())
+
+
+def pass_on(text: str) -> None:
+    """Write captured text that is not a libjpeg warning back to standard error."""
+    others = [line.strip() for line in text.splitlines() if line.strip() and not _LIBJPEG_PROBLEM.search(line)]
+    if others:
+        os.write(2, ("\n".join(others) + "\n").encode())
 
 
 def decode_jpeg_checked(data: bytes, flags: int) -> tuple[np.ndarray | None, str | None]:

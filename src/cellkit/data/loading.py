@@ -51,8 +51,11 @@ from cellkit._io import atomic_save_npz
 from cellkit._progress import progress
 from cellkit.data import _integrity
 from cellkit.data._integrity import (
+    captured_stderr,
     decode_jpeg_checked,
     header_size,
+    libjpeg_trouble,
+    pass_on,
     png_damage,
     too_many_pixels,
 )
@@ -209,15 +212,19 @@ def _is_truncated(data: bytes, fmt: str | None) -> bool:
     return False
 
 
-def _decode_checked(data: bytes, fmt: str) -> np.ndarray | str:
-    """Decode with OpenCV after the header and integrity checks; the image or the reason it was refused."""
+def _decode_checked(data: bytes, fmt: str, jpeg_check: bool = True) -> np.ndarray | str:
+    """Decode with OpenCV after the header and integrity checks; the image or the reason it was refused.
+
+    ``jpeg_check=False`` decodes a JPEG without capturing libjpeg's warnings for this file
+    alone (the caller captures them for a whole batch: :func:`_decode_many`).
+    """
     declared = header_size(data, fmt)
     reason = too_many_pixels(declared)
     if reason is None and fmt == "PNG":
         reason = png_damage(data)
     if reason is not None:
         return reason
-    if fmt == "JPEG":
+    if fmt == "JPEG" and jpeg_check:
         img, reason = decode_jpeg_checked(data, cv2.IMREAD_UNCHANGED)
         if reason is not None:
             return reason
@@ -228,7 +235,7 @@ def _decode_checked(data: bytes, fmt: str) -> np.ndarray | str:
     return img
 
 
-def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarray | str:
+def _decode(path: Path, convert: bool, size: tuple[int, int] | None, jpeg_check: bool = True) -> np.ndarray | str:
     """Decode one file to uint8 RGB ``(h, w, 3)``, or return the reason it was refused."""
     try:
         data = path.read_bytes()
@@ -241,7 +248,7 @@ def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarr
         return "not an image (no JPEG, PNG, TIFF or BMP signature)"
     if _is_truncated(data, fmt):
         return f"truncated or corrupt {fmt} (no end-of-image marker)"
-    img = _decode_checked(data, fmt)
+    img = _decode_checked(data, fmt, jpeg_check)
     if isinstance(img, str):
         return img
     if img.dtype == np.uint16:
@@ -270,13 +277,30 @@ def _decode(path: Path, convert: bool, size: tuple[int, int] | None) -> np.ndarr
 def _decode_many(
     paths: Sequence[Path], convert: bool, size: tuple[int, int] | None
 ) -> list[np.ndarray | str]:
+    """Decode ``paths`` on several threads, inside one capture of libjpeg's warnings.
+
+    In the common case nothing is printed and no file pays for a check of its own; when
+    libjpeg did warn, the batch is decoded again one file at a time, each with its own
+    capture, so that the warning is the problem of the file that caused it.
+    """
+    with captured_stderr() as captured:
+        out = _decode_threads(paths, convert, size, jpeg_check=False)
+    if libjpeg_trouble(captured.text):
+        out = [_decode(p, convert, size) for p in paths]
+    pass_on(captured.text)
+    return out
+
+
+def _decode_threads(
+    paths: Sequence[Path], convert: bool, size: tuple[int, int] | None, jpeg_check: bool
+) -> list[np.ndarray | str]:
     if len(paths) < 16 or _DECODE_THREADS == 1:
-        return [_decode(p, convert, size) for p in paths]
+        return [_decode(p, convert, size, jpeg_check) for p in paths]
     # one task per thread (not per file): OpenCV releases the GIL while decoding
     step = -(-len(paths) // _DECODE_THREADS)
     chunks = [paths[i : i + step] for i in range(0, len(paths), step)]
     with ThreadPoolExecutor(len(chunks)) as pool:
-        parts = pool.map(lambda chunk: [_decode(p, convert, size) for p in chunk], chunks)
+        parts = pool.map(lambda chunk: [_decode(p, convert, size, jpeg_check) for p in chunk], chunks)
         return [out for part in parts for out in part]
 
 
