@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cellkit.corrupt.overlays import OVERLAY_FAMILIES, OVERLAY_KINDS, cell_overlays, overlay_bank
+from cellkit.corrupt.overlays import OVERLAY_FAMILIES, OVERLAY_KINDS, cell_overlays, dihedral, overlay_bank
 from cellkit.data.dataset import image_batch
 
 __all__ = ["Superpositions", "jpeg_roundtrip", "random_superpositions", "superpose"]
@@ -181,12 +181,16 @@ def random_superpositions(
     alpha: float | Sequence[float] = (0.15, 0.7),
     kinds: Sequence[str] = OVERLAY_KINDS,
     base: np.ndarray | None = None,
+    max_drawn: int | None = None,
 ) -> Superpositions:
     """Superpose ``n`` random overlays on images drawn from ``images``.
 
     Each output: a base image (``base[i]``, or drawn uniformly), an overlay kind drawn
     uniformly from ``kinds`` (``"cells"`` overlays come from the other images of
     ``images``), an ``alpha`` uniform in the range. No JPEG round trip is applied.
+    ``max_drawn``: at most this many overlays are made per kind (``"cells"`` aside); the
+    others reuse them, each in a random flip / quarter turn (square images). Drawing is
+    the slow part for the text and graphics families.
 
     Example:
         >>> import numpy as np
@@ -216,7 +220,11 @@ def random_superpositions(
             continue
         if k == "cells":
             overlays[sel] = cell_overlays(images, sel.size, gen, exclude=base[sel] if m > 1 else None)[0]
-        else:
+        elif max_drawn is None or sel.size <= max_drawn:
             overlays[sel] = overlay_bank(k, sel.size, (h, w), gen)
+        else:
+            drawn = overlay_bank(k, max_drawn, (h, w), gen)
+            picked = drawn[gen.integers(0, max_drawn, size=sel.size)]
+            overlays[sel] = dihedral(picked, gen.integers(0, 8, size=sel.size)) if h == w else picked
     out = superpose(images[base], overlays, a)
     return Superpositions(images=out, base=base, alpha=a, kind=kind.astype(str), overlays=overlays)

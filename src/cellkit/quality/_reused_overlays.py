@@ -119,18 +119,21 @@ class ReusedOverlaySearch:
         outer, inner, bp = self._vectors(images)
         top = int(min(self.top, max(n - 1, 1)))
         stat = np.zeros(n, np.float32)
-        centre = np.zeros(n, np.float32)
         for s in range(0, n, _CHUNK):
-            g = outer[s : s + _CHUNK] @ outer.T
-            rows = np.arange(g.shape[0])
-            g[rows, s + rows] = -1.0  # not oneself
-            best = np.argpartition(-g, top - 1, axis=1)[:, :top]
-            stat[s : s + g.shape[0]] = np.take_along_axis(g, best, axis=1).mean(axis=1)
-            centre[s : s + g.shape[0]] = np.einsum("id,ikd->i", inner[s : s + _CHUNK], inner[best]) / top
+            stat[s : s + _CHUNK] = self._best_mean(outer, s, top)[0]
         self.median_ = float(np.median(stat))
         self.mad_ = float(max(1.4826 * np.median(np.abs(stat - self.median_)), 1e-3))
         self.z_ = (stat - self.median_) / self.mad_
-        self.duplicates_ = centre > self.duplicate_correlation
+        # Only the images above the threshold need their best matches' centres compared.
+        self.duplicates_ = np.zeros(n, bool)
+        candidates = np.flatnonzero(self.z_ > self.z_threshold)
+        for s in range(0, candidates.size, _CHUNK):
+            rows = candidates[s : s + _CHUNK]
+            g = outer[rows] @ outer.T
+            g[np.arange(rows.size), rows] = -1.0
+            best = np.argpartition(-g, top - 1, axis=1)[:, :top]
+            centre = np.einsum("id,ikd->i", inner[rows], inner[best]) / top
+            self.duplicates_[rows] = centre > self.duplicate_correlation
         self.flags_ = (self.z_ > self.z_threshold) & ~self.duplicates_
         # The flagged images' vectors in their 8 orientations (square images; 2 otherwise): an
         # image scores the same whatever way it is flipped or turned.
@@ -141,6 +144,15 @@ class ReusedOverlaySearch:
         mask = self._masks(*bp.shape[1:])[0]
         self.memory_ = np.concatenate([_unit_rows(v[:, mask]) for v in views]) if memory.size else outer[:0]
         return self
+
+    @staticmethod
+    def _best_mean(outer: np.ndarray, start: int, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean of the ``top`` best correlations of rows ``start:start + _CHUNK`` with all others."""
+        g = outer[start : start + _CHUNK] @ outer.T
+        rows = np.arange(g.shape[0])
+        g[rows, start + rows] = -1.0  # not oneself
+        best = np.partition(g, g.shape[1] - top, axis=1)[:, -top:]
+        return best.mean(axis=1), g
 
     def z_scores(self, images: np.ndarray) -> np.ndarray:
         """Each image's z-score against the flagged images of ``fit`` (0 when none were flagged).

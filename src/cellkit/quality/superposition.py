@@ -75,6 +75,10 @@ __all__ = ["AUTO_THRESHOLD", "TRAINING_STORAGE", "SuperpositionDetector"]
 #: (the bundled sample), where the estimate is less sure (benchmarks/test_bench_held_out.py).
 AUTO_THRESHOLD = 0.35
 
+#: At most this many overlays are drawn per family for a fit; the other synthetic
+#: superpositions reuse them in a random orientation (drawing text and charts is slow).
+MAX_DRAWN_OVERLAYS = 256
+
 #: How the training images are stored, one drawn per image: lossless, or JPEG at these
 #: qualities. A user's data may be PNG, JPEG of any quality or a mix, so compression must
 #: be no cue (trained on JPEG q90 only, recall on PNG data fell to 0.66).
@@ -423,7 +427,7 @@ class SuperpositionDetector(IssueDetectorMixin):
         n_pos = max(int(round(self.synthetic_ratio * n)), 10)
         base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
         synth = random_superpositions(
-            images, n_pos, rng, alpha=self.alpha, kinds=self.overlay_kinds, base=base
+            images, n_pos, rng, alpha=self.alpha, kinds=self.overlay_kinds, base=base, max_drawn=MAX_DRAWN_OVERLAYS
         )
         x_neg = self._features(self._store(self._color_augment(images, rng), rng))
         x_pos = self._features(self._store(self._color_augment(synth.images, rng), rng))
