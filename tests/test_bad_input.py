@@ -44,6 +44,7 @@ MODEL_COMMANDS: dict[str, list[str]] = {
     "evaluate": ["evaluate", "{model}", "{data}", "--json", "{out}.json", "--quiet"],
     "ensemble": ["ensemble", "{model}", "{model}", "--out", "{out}.keras", "--quiet"],
     "export": ["export", "{model}", "--out", "{out}", "--keras-only", "--quiet"],
+    "adapt": ["adapt", "{model}", "{data}", "--out", "{out}.keras", "--quiet"],
 }
 #: Commands whose dataset goes to the quality detectors (a minimum count and size).
 DETECTOR_COMMANDS = ("inspect", "clean")

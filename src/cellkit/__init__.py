@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "fine_tune": "cellkit.zoo",
     "freeze_backbone": "cellkit.zoo",
     "high_pass_layer": "cellkit.layers",
+    "normalization_layer": "cellkit.layers",
     # training, evaluation, ensembles
     "Recipe": "cellkit.train",
     "Phase": "cellkit.train",
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "with_tta": "cellkit.tta",
     "export_submission": "cellkit.export",
     "evaluate_robustness": "cellkit.robustness",
+    "adapt_model": "cellkit.adapt",
 }
 
 __all__ = [

@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellkit.cli.train_cmd",
     "cellkit.cli.evaluate_cmd",
     "cellkit.cli.ensemble_cmd",
+    "cellkit.cli.adapt_cmd",
     "cellkit.cli.export_cmd",
 )
 

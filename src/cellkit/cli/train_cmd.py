@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="images per training step")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the split, initialisation, shuffling, augmentation")
     p.add_argument("--augmentation", metavar="POLICY", help="augmentation policy: none, light or strong")
+    p.add_argument("--normalize", metavar="reinhard|grayworld|macenko|none",
+                   help="stain/illumination normalisation layer applied in the model to the raw image, before "
+                   "the backbone; default: the recipe's (none)")
     add_tta(p, "views averaged by the saved model.keras")
     p.add_argument("--split-file", metavar="SPLIT_JSON", help="use this split (e.g. another run's split.json)")
     p.add_argument(
@@ -84,6 +87,8 @@ def build_recipe(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.tr
         changes["seed"] = args.seed
     if args.augmentation is not None:
         changes["augmentation"] = args.augmentation
+    if args.normalize is not None:
+        changes["normalize"] = None if args.normalize.lower() == "none" else args.normalize
     if args.tta is not None:
         changes["tta"] = args.tta
     if changes:

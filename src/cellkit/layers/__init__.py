@@ -2,8 +2,11 @@
 
 Fixed :class:`LaplacianFilter`, :class:`SobelMagnitude`, :class:`DifferenceOfGaussians` and
 a trainable zero-sum :class:`LearnableHighPass`, created by name with
-:func:`high_pass_layer`; and :class:`FusedBatchNormalization` (Keras' batch norm, trained
-with TensorFlow's fused kernel on that backend). They are registered under the ``"cellkit"`` package, so a saved
+:func:`high_pass_layer`; the stain/illumination normalisation layers
+:class:`ReinhardNormalization`, :class:`GrayWorldNormalization` and
+:class:`MacenkoNormalization`, created by name with :func:`normalization_layer`; and
+:class:`FusedBatchNormalization` (Keras' batch norm, trained with TensorFlow's fused
+kernel on that backend). They are registered under the ``"cellkit"`` package, so a saved
 ``.keras`` model loads back with ``safe_mode=True`` once ``cellkit.layers`` is imported.
 
 Example:
@@ -25,16 +28,28 @@ from cellkit.layers.high_pass import (
     LearnableHighPass,
     SobelMagnitude,
 )
+from cellkit.layers.stain_norm import (
+    NORMALIZATION_LAYERS,
+    GrayWorldNormalization,
+    MacenkoNormalization,
+    ReinhardNormalization,
+    normalization_layer,
+)
 
 __all__ = [
     "HIGH_PASS_LAYERS",
     "KEEP_INPUT",
     "MODES",
+    "NORMALIZATION_LAYERS",
     "DifferenceOfGaussians",
     "FusedBatchNormalization",
+    "GrayWorldNormalization",
     "HighPassFilter",
     "LaplacianFilter",
     "LearnableHighPass",
+    "MacenkoNormalization",
+    "ReinhardNormalization",
     "SobelMagnitude",
     "high_pass_layer",
+    "normalization_layer",
 ]

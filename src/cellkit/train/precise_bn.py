@@ -17,7 +17,8 @@ later batch-norm layer sees, so statistics gathered with it do not match inferen
 Normalization*, 2019); the report's ``network4`` (dropout after each block, batch norm in
 the next) is the case in point (``docs/training.md``). Frozen layers
 (a fine-tuned backbone's pretrained statistics) are left alone: Keras runs them in
-inference mode. :class:`PreciseBatchNorm` does it before every validation, so the best
+inference mode (``include_frozen=True`` recalibrates them too: test-time adaptation,
+:mod:`cellkit.adapt`). :class:`PreciseBatchNorm` does it before every validation, so the best
 checkpoint is chosen, and saved, with calibrated statistics.
 
 Example:
@@ -67,7 +68,9 @@ def dropout_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     return [layer for layer in _walk_unique(model) if isinstance(layer, _DROPOUT_TYPES)]
 
 
-def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> int:
+def recalibrate_batch_norm(
+    model: keras.Model, images: np.ndarray, batch_size: int = 64, include_frozen: bool = False
+) -> int:
     """Set each trainable batch-norm layer's statistics to their average over ``images``.
 
     Args:
@@ -75,18 +78,24 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
         images: ``(n, h, w, c)`` images as the model takes them (0-255 uint8 or float);
             ``n // batch_size`` full batches are used (at least one).
         batch_size: images per forward pass; batch statistics are per batch, as in training.
+        include_frozen: also recalibrate the frozen (``trainable=False``) batch-norm layers:
+            they are made trainable while the statistics are gathered, then frozen again
+            (test-time adaptation, :mod:`cellkit.adapt`). Default: frozen layers are left alone.
 
     Returns:
         The number of batch-norm layers recalibrated (0: nothing to do, model unchanged).
     """
-    layers = batch_norm_layers(model)
+    layers = batch_norm_layers(model, trainable_only=not include_frozen)
     if not layers:
         return 0
     n_batches = max(1, len(images) // batch_size)
     momenta = [layer.momentum for layer in layers]
+    frozen = [layer for layer in layers if not layer.trainable]
     dropouts = dropout_layers(model)
     rates = [layer.rate for layer in dropouts]
     try:
+        for layer in frozen:
+            layer.trainable = True  # Keras runs a frozen batch norm in inference mode
         for layer in dropouts:
             layer.rate = 0.0  # the statistics inference will see: no dropout noise
         for k in range(n_batches):
@@ -99,6 +108,8 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
             layer.momentum = momentum
         for layer, rate in zip(dropouts, rates, strict=True):
             layer.rate = rate
+        for layer in frozen:
+            layer.trainable = False
     return len(layers)
 
 

@@ -1,11 +1,11 @@
 """Training recipes: the seed report's whole method as one plain, serialisable configuration.
 
-A :class:`Recipe` says what to build (backbone, head, high-pass layer), how to feed it
-(augmentation, mixing, class weights, batch size, split) and how to train it: a sequence
-of :class:`Phase` objects, each with its own optimizer, learning-rate schedule, epochs,
-early stopping and reduce-on-plateau. Recipes are frozen dataclasses, validated on
-construction, and saved/loaded as TOML or JSON; an unknown key or a bad value is refused
-with a :class:`RecipeError` naming the key (and the file).
+A :class:`Recipe` says what to build (backbone, head, normalisation and high-pass
+layers), how to feed it (augmentation, mixing, class weights, batch size, split) and how
+to train it: a sequence of :class:`Phase` objects, each with its own optimizer,
+learning-rate schedule, epochs, early stopping and reduce-on-plateau. Recipes are frozen
+dataclasses, validated on construction, and saved/loaded as TOML or JSON; an unknown key
+or a bad value is refused with a :class:`RecipeError` naming the key (and the file).
 
 Phases (``mode``)
     * ``"transfer"`` -- the report's two-phase transfer learning: ``transfer`` trains the
@@ -57,6 +57,7 @@ from cellkit.errors import CellkitError
 __all__ = [
     "AUGMENTATION_POLICIES",
     "MIX_METHODS",
+    "NORMALIZATIONS",
     "OPTIMIZERS",
     "SCHEDULES",
     "TRAINABLE",
@@ -84,6 +85,8 @@ MODES: tuple[str, ...] = ("auto", "transfer", "scratch")
 #: Precision settings (:func:`cellkit.train.devices.precision_policy`).
 PRECISIONS: tuple[str, ...] = ("auto", "mixed", "bfloat16", "float32")
 CLASS_WEIGHT_MODES: tuple[str, ...] = ("balanced", "none")
+#: Stain/illumination normalisation layers (:data:`cellkit.layers.NORMALIZATION_LAYERS`).
+NORMALIZATIONS: tuple[str, ...] = ("reinhard", "grayworld", "macenko")
 
 
 class RecipeError(CellkitError, ValueError):
@@ -327,6 +330,9 @@ class Recipe:
             dense layer of 64 units with batch norm and dropout, max pooling).
         high_pass: ``None`` or a high-pass layer name (``"laplacian"``, ``"sobel"``,
             ``"dog"``, ``"learnable"``) put before the backbone.
+        normalize: ``None`` or a stain/illumination normalisation layer name
+            (:data:`NORMALIZATIONS`: ``"reinhard"``, ``"grayworld"``, ``"macenko"``) applied to the raw image
+            first (see :func:`cellkit.zoo.build_classifier`).
         augmentation: policy of :func:`cellkit.augment.augmentation_layer`
             (``"none"``, ``"light"``, ``"strong"``), applied only while training.
         mix: batch mixing (``"none"``, ``"cutmix"``, ``"mixup"``), applied only while training.
@@ -361,6 +367,7 @@ class Recipe:
     backbone_options: Mapping[str, Any] = field(default_factory=dict)
     head: Mapping[str, Any] = field(default_factory=dict)
     high_pass: str | None = None
+    normalize: str | None = None
     augmentation: str = "light"
     mix: str = "none"
     mix_alpha: float = 1.0
@@ -394,6 +401,8 @@ class Recipe:
             raise RecipeError(f"head must be a table of HeadConfig options. Received: head={self.head!r}")
         set_("head", dict(self.head))
         set_("high_pass", _check_str(self.high_pass, "high_pass", "", allow_none=True))
+        if self.normalize is not None:
+            set_("normalize", _check_choice(self.normalize, "normalize", "", NORMALIZATIONS))
         set_("augmentation", _check_choice(self.augmentation, "augmentation", "", AUGMENTATION_POLICIES))
         set_("mix", _check_choice(self.mix, "mix", "", MIX_METHODS))
         set_("mix_alpha", _check_float(self.mix_alpha, "mix_alpha", "", high=100.0))

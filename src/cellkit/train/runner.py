@@ -343,7 +343,7 @@ def train(
                 classifier = build_classifier(
                     recipe.backbone, num_classes=num_classes, input_shape=tuple(images.shape[1:]),
                     weights=recipe.weights, head=recipe.head, high_pass=recipe.high_pass,
-                    backbone_options=recipe.backbone_options,
+                    backbone_options=recipe.backbone_options, normalize=recipe.normalize,
                 )
                 training_model = build_training_model(classifier, recipe.augmentation, seed=recipe.seed)
                 checkpoint = BestCheckpoint(classifier, run_dir / "best.keras", monitor=monitor)

@@ -1,8 +1,8 @@
 """Save and load cellkit models: ``.keras`` files written atomically, read with ``safe_mode=True``.
 
 Loading first imports every cellkit module that defines serialisable Keras classes (the
-high-pass layers, the TTA and ensemble layers, the zoo and its plugins), so a model that uses them
-loads without the caller importing anything. A run folder may be given for its
+high-pass and stain-normalisation layers, the TTA and ensemble layers, the zoo and its
+plugins), so a model that uses them loads without the caller importing anything. A run folder may be given for its
 ``model.keras``.
 
 Example:
@@ -30,7 +30,9 @@ from cellkit.errors import CellkitError, DataError
 __all__ = ["CUSTOM_OBJECT_MODULES", "load_model", "register_custom_objects", "resolve_model_path", "save_model"]
 
 #: Modules whose import registers cellkit's serialisable Keras classes.
-CUSTOM_OBJECT_MODULES: tuple[str, ...] = ("cellkit.layers", "cellkit.tta", "cellkit.ensemble", "cellkit.augment", "cellkit.zoo")
+CUSTOM_OBJECT_MODULES: tuple[str, ...] = (
+    "cellkit.layers", "cellkit.layers.stain_norm", "cellkit.tta", "cellkit.ensemble", "cellkit.augment", "cellkit.zoo",
+)
 
 
 _NOT_KERAS = "not a valid .keras file (damaged or truncated zip; expected a model saved by Keras or cellkit)"

@@ -1,9 +1,12 @@
 """``build_classifier``: raw uint8 images in, class probabilities out, preprocessing inside.
 
-The model is ``image -> [high-pass layer] -> backbone -> head``:
+The model is ``image -> [normalisation layer] -> [high-pass layer] -> backbone -> head``:
 
 * ``image``: raw RGB pixel values 0-255, uint8 or float (Keras casts to float32 on entry),
   so ``model.predict(dataset.images)`` just works;
+* an optional stain/illumination normalisation layer on the raw 0-255 image, from
+  :func:`cellkit.layers.normalization_layer` (``normalize="reinhard"``, ``"grayworld"`` or
+  ``"macenko"``);
 * an optional high-pass layer from :func:`cellkit.layers.high_pass_layer` (the report adds
   high-pass filters "in the model");
 * ``backbone``: the registered feature extractor, as one nested layer named ``"backbone"``
@@ -12,8 +15,8 @@ The model is ``image -> [high-pass layer] -> backbone -> head``:
 * the head of :class:`cellkit.zoo.HeadConfig`, ending in ``probabilities``: ``(n, num_classes)``
   softmax in float32.
 
-Only stock Keras layers (and cellkit's registered high-pass layers) are used, so the model
-saves to ``.keras`` and loads back with ``safe_mode=True``.
+Only stock Keras layers (and cellkit's registered high-pass and normalisation layers) are
+used, so the model saves to ``.keras`` and loads back with ``safe_mode=True``.
 
 Example:
     >>> import numpy as np
@@ -51,6 +54,7 @@ def build_classifier(
     high_pass: str | Mapping[str, Any] | keras.layers.Layer | None = None,
     name: str | None = None,
     backbone_options: Mapping[str, Any] | None = None,
+    normalize: str | None = None,
 ) -> keras.Model:
     """Build a classifier on the registered backbone ``backbone``.
 
@@ -72,6 +76,11 @@ def build_classifier(
         backbone_options: keyword arguments of the backbone's builder (backbone-specific,
             e.g. ``{"resize_to": 160}`` for the EfficientNet-Lite plugin); checked against
             the builder's signature before anything is built.
+        normalize: ``None``, or a stain/illumination normalisation applied to the raw image
+            first, before the high-pass layer and the backbone: ``"reinhard"``
+            (:class:`cellkit.layers.ReinhardNormalization`), ``"grayworld"``
+            (:class:`cellkit.layers.GrayWorldNormalization`) or ``"macenko"``
+            (:class:`cellkit.layers.MacenkoNormalization`).
 
     Raises:
         UnknownBackboneError: ``backbone`` is not registered (lists close matches).
@@ -85,9 +94,12 @@ def build_classifier(
     head_config = HeadConfig.from_value(head)
     checked = check_weights(spec, weights)
     options = check_backbone_options(spec, backbone_options)
+    normalization = None if normalize is None else _normalization(normalize)
 
     inputs = keras.Input(shape=shape, name="image")
     x = inputs
+    if normalization is not None:
+        x = normalization(x)
     if high_pass is not None:
         x = _high_pass(high_pass)(x)
     features_in = tuple(int(d) for d in x.shape[1:])
@@ -136,6 +148,17 @@ def _backbone_model(
             f"{len(inputs)} inputs and {len(outputs)} outputs; expected one of each"
         )
     return keras.Model(inputs[0], outputs[0], name=BACKBONE_LAYER)
+
+
+def _normalization(value: str) -> keras.layers.Layer:
+    from cellkit.layers import NORMALIZATION_LAYERS, normalization_layer  # lazily: only when asked for
+
+    if not isinstance(value, str) or value not in NORMALIZATION_LAYERS:
+        raise ValueError(
+            f"normalize must be None or one of {', '.join(map(repr, NORMALIZATION_LAYERS))}. "
+            f"Received: normalize={value!r}"
+        )
+    return normalization_layer(value, name="normalize")
 
 
 def _high_pass(value: str | Mapping[str, Any] | keras.layers.Layer) -> keras.layers.Layer:
