@@ -34,10 +34,12 @@ import functools
 import os
 import string
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from cellkit.corrupt.overlays import draw_bank
 
 __all__ = [
     "MICROSCOPY_PICTURES",
@@ -145,7 +147,7 @@ def _cartoon_one(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 def cartoon_overlays(n: int, size: Sequence[int] = (96, 96), rng: int | np.random.Generator | None = None) -> np.ndarray:
     """``n`` flat-colour clip-art overlays (faces, filled shapes), ``(n, h, w, 3)`` ``uint8``."""
-    return _bank(_cartoon_one, n, size, rng)
+    return draw_bank(_cartoon_one, n, size, rng)
 
 
 @functools.cache
@@ -189,11 +191,11 @@ def _text_one(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 def text_overlays(n: int, size: Sequence[int] = (96, 96), rng: int | np.random.Generator | None = None) -> np.ndarray:
     """``n`` text overlays (captions, text blocks, many fonts and sizes), ``(n, h, w, 3)`` ``uint8``."""
-    return _bank(_text_one, n, size, rng)
+    return draw_bank(_text_one, n, size, rng)
 
 
 @functools.cache
-def _chart_bank(seed: int = 0, count: int = 48) -> tuple[np.ndarray, ...]:
+def _chartdraw_bank(seed: int = 0, count: int = 48) -> tuple[np.ndarray, ...]:
     """Charts drawn by matplotlib (Agg), 192x192, cached: drawing is the slow part."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -280,7 +282,7 @@ def _screenshot_one(size: tuple[int, int], rng: np.random.Generator) -> np.ndarr
 def _graphics_one(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     kind = rng.random()
     if kind < 0.4:
-        return _crop(_chart_bank(), size, rng, min_side=96)
+        return _crop(_chartdraw_bank(), size, rng, min_side=96)
     if kind < 0.7:
         return _screenshot_one(size, rng)
     return _crop(_logos(), size, rng, min_side=64)
@@ -288,7 +290,7 @@ def _graphics_one(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray
 
 def graphics_overlays(n: int, size: Sequence[int] = (96, 96), rng: int | np.random.Generator | None = None) -> np.ndarray:
     """``n`` charts, UI screenshots and logos, ``(n, h, w, 3)`` ``uint8``."""
-    return _bank(_graphics_one, n, size, rng)
+    return draw_bank(_graphics_one, n, size, rng)
 
 
 @functools.cache
@@ -315,7 +317,7 @@ def _as_rgb(pic: np.ndarray) -> np.ndarray:
 def microscopy_overlays(n: int, size: Sequence[int] = (96, 96), rng: int | np.random.Generator | None = None) -> np.ndarray:
     """``n`` crops of :data:`MICROSCOPY_PICTURES`, ``(n, h, w, 3)`` ``uint8``."""
     pics = _pictures(MICROSCOPY_PICTURES)
-    return _bank(lambda s, g: _crop(pics, s, g, min_side=48), n, size, rng)
+    return draw_bank(lambda s, g: _crop(pics, s, g, min_side=48), n, size, rng)
 
 
 @functools.cache
@@ -339,7 +341,7 @@ def _face_pictures() -> tuple[np.ndarray, ...]:
 def faces_overlays(n: int, size: Sequence[int] = (96, 96), rng: int | np.random.Generator | None = None) -> np.ndarray:
     """``n`` photographs of faces and people, ``(n, h, w, 3)`` ``uint8``."""
     pics = _face_pictures()
-    return _bank(lambda s, g: _crop(pics, s, g, min_side=20), n, size, rng)
+    return draw_bank(lambda s, g: _crop(pics, s, g, min_side=20), n, size, rng)
 
 
 def _crop(pics: Sequence[np.ndarray], size: tuple[int, int], rng: np.random.Generator, min_side: int) -> np.ndarray:
@@ -352,25 +354,3 @@ def _crop(pics: Sequence[np.ndarray], size: tuple[int, int], rng: np.random.Gene
     patch = pic[y : y + crop, x : x + crop]
     h, w = size
     return cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA if crop >= max(h, w) else cv2.INTER_LINEAR)
-
-
-def _bank(
-    one: Callable[[tuple[int, int], np.random.Generator], np.ndarray],
-    n: int,
-    size: Sequence[int],
-    rng: int | np.random.Generator | None,
-) -> np.ndarray:
-    from cellkit.corrupt.overlays import _check_count, _check_size, _flat, _generator, dihedral
-
-    n, size, gen = _check_count(n), _check_size(size), _generator(rng)
-    out = np.empty((n, *size, 3), np.uint8)
-    todo = np.arange(n)
-    for _ in range(8):
-        if todo.size == 0:
-            break
-        for j in todo:
-            out[j] = one(size, gen)
-        todo = todo[_flat(out[todo])]
-    if size[0] == size[1] and n:
-        out = dihedral(out, gen.integers(0, 8, size=n))
-    return out

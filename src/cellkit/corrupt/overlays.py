@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import string
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -290,6 +290,21 @@ def drawn_overlays(
     12 random circles, rectangles, lines, ellipses, polygons and strings of text
     (random fonts, sizes, thicknesses and colours). Near-uniform results are redrawn.
     """
+    return draw_bank(_drawn_one, n, size, rng, orient=False)
+
+
+def draw_bank(
+    one: Callable[[tuple[int, int], np.random.Generator], np.ndarray],
+    n: int,
+    size: Sequence[int],
+    rng: int | np.random.Generator | None,
+    *,
+    orient: bool = True,
+) -> np.ndarray:
+    """``n`` overlays drawn by ``one(size, rng)``; near-uniform ones are redrawn (up to 8 times).
+
+    ``orient``: then each gets a random flip / quarter turn (square sizes).
+    """
     n, size, gen = _check_count(n), _check_size(size), _generator(rng)
     out = np.empty((n, *size, 3), np.uint8)
     todo = np.arange(n)
@@ -297,8 +312,10 @@ def drawn_overlays(
         if todo.size == 0:
             break
         for j in todo:
-            out[j] = _drawn_one(size, gen)
+            out[j] = one(size, gen)
         todo = todo[_flat(out[todo])]
+    if orient and size[0] == size[1] and n:
+        out = dihedral(out, gen.integers(0, 8, size=n))
     return out
 
 

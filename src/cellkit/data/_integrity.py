@@ -210,27 +210,9 @@ def pass_on(text: str) -> None:
 
 def decode_jpeg_checked(data: bytes, flags: int) -> tuple[np.ndarray | None, str | None]:
     """Decode a JPEG with OpenCV; also return libjpeg's warnings about the data (``None`` if clean)."""
-    buf = np.frombuffer(data, np.uint8)
-    with _capture_lock:
-        try:
-            saved = os.dup(2)
-        except OSError:  # no standard error to redirect: decode without the check
-            return cv2.imdecode(buf, flags), None
-        try:
-            sys.stderr.flush()
-            sink = _sink()
-            sink.seek(0)
-            sink.truncate()
-            os.dup2(sink.fileno(), 2)
-            try:
-                img = cv2.imdecode(buf, flags)
-            finally:
-                os.dup2(saved, 2)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", "replace")
-        finally:
-            os.close(saved)
-    return img, _libjpeg_problem(text)
+    with captured_stderr() as captured:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    return img, _libjpeg_problem(captured.text)
 
 
 _sink_file = None
