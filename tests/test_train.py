@@ -407,3 +407,14 @@ def test_time_limit_stops_inside_an_epoch_longer_than_the_budget():
     unlimited = Batches()
     model.fit(x, np.zeros((64, 2), "float32"), batch_size=4, epochs=1, verbose=0, callbacks=[unlimited])
     assert unlimited.ends == 16
+
+
+def test_cellkit_train_is_callable_after_the_subpackage_is_imported(monkeypatch) -> None:
+    import importlib
+
+    import cellkit
+
+    package = importlib.import_module("cellkit.train")
+    monkeypatch.setattr(cellkit, "train", package)  # what importing the subpackage binds it to
+    monkeypatch.setattr(package, "train", lambda *a, **k: ("trained", a, k))
+    assert cellkit.train("data", "recipe", "out", quiet=True) == ("trained", ("data", "recipe", "out"), {"quiet": True})

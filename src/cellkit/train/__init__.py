@@ -13,6 +13,10 @@ Example:
     'fine_tune'
 """
 
+import sys
+import types
+from typing import Any
+
 from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder
 from cellkit.train.devices import distribution_scope, gpu_available, precision_policy
 from cellkit.train.evaluation import evaluate_model, format_metrics, metrics_from_predictions
@@ -52,3 +56,18 @@ __all__ = [
     "save_model",
     "train",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``cellkit.train`` is both this package and :func:`train`.
+
+    Once the package is imported, Python binds ``cellkit.train`` to it, which would shadow
+    the function ``cellkit.train`` of the top-level API: calling the package runs
+    :func:`train` instead, so ``cellkit.train(data, recipe, out)`` works either way.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
+        return self.train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
