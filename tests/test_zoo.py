@@ -678,3 +678,22 @@ def test_recipe_backbone_options_round_trip_and_are_checked(optioned_backbone, t
         recipe.replace(backbone_options={"depht": 2}).check_components((16, 16, 3))
     with pytest.raises(RecipeError, match="backbone_options must be a table"):
         Recipe(backbone_options=[1])
+
+
+def test_offline_imagenet_weights_give_a_named_error_not_a_traceback(monkeypatch, capsys, tmp_path) -> None:
+    import keras
+
+    from cellkit.cli import main
+    from cellkit.errors import CellkitError
+    from cellkit.zoo.builtin.applications import build_application
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid/w.h5: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "DenseNet201", offline)
+    with pytest.raises(CellkitError, match=r"cannot download the ImageNet weights of DenseNet201 .*--weights none"):
+        build_application("DenseNet201", (96, 96, 3), "imagenet")
+    assert main(["train", "sample", "--backbone", "densenet201", "--weights", "imagenet", "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot download the ImageNet weights" in err and "Traceback" not in err

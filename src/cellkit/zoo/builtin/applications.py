@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from cellkit.errors import CellkitError
 from cellkit.zoo.preprocessing import preprocessing_layers
 from cellkit.zoo.spec import BackboneSpec
 
@@ -85,7 +86,16 @@ def build_application(
         warnings.filterwarnings(
             "ignore", message=r".*Weights for input shape \(224, 224\)", category=UserWarning
         )
-        base = factory(include_top=False, weights=weights, input_shape=tuple(x.shape[1:]), **options)
+        try:
+            base = factory(include_top=False, weights=weights, input_shape=tuple(x.shape[1:]), **options)
+        except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
+            if weights is None or "URL fetch failure" not in str(exc):
+                raise
+            raise CellkitError(
+                f"cannot download the ImageNet weights of {application} (no network here?): {exc}. "
+                "Copy the weight file into the Keras cache (~/.keras/models) on a machine that has it, "
+                "or train without them (--weights none)"
+            ) from None
     return keras.Model(inputs, base(x), name=name or application.lower())
 
 
