@@ -39,18 +39,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import importlib.util
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.cluster.vq
-import scipy.optimize
 
 from cellkit.corrupt.color import color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES
@@ -62,7 +55,10 @@ from cellkit.corrupt.superpose import (
     random_superpositions,
 )
 from cellkit.data.dataset import image_batch
+from cellkit.quality._blas import one_blas_thread
 from cellkit.quality._detector import IssueDetectorMixin
+from cellkit.quality._folds import cluster_folds, clusters
+from cellkit.quality._mlp import MLP, sigmoid
 from cellkit.quality._reused_overlays import ReusedOverlaySearch
 from cellkit.quality.features import superposition_features
 
@@ -83,142 +79,6 @@ MAX_DRAWN_OVERLAYS = 256
 #: qualities. A user's data may be PNG, JPEG of any quality or a mix, so compression must
 #: be no cue (trained on JPEG q90 only, recall on PNG data fell to 0.66).
 TRAINING_STORAGE: tuple[int | None, ...] = (None, 95, 90, 75, 50)
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Best effort: run the enclosed code with a single BLAS thread, then restore.
-
-    The classifier's matrices are small: on 2 cores, OpenBLAS threads cost more in
-    synchronisation than they save (the fit on pbc96 takes about half the time in one
-    thread), and one thread makes the fit's float sums, hence the fitted model, the same
-    on every machine. Uses ``threadpoolctl`` when installed, else the thread setters of
-    the OpenBLAS builds that NumPy and SciPy wheels ship; does nothing otherwise.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-        return
-    restore = []
-    for package, suffix in (("numpy", "64_"), ("scipy", "")):
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            continue
-        libs = Path(spec.origin).parent.parent / f"{package}.libs"
-        for path in sorted(libs.glob("libscipy_openblas*.so*")):
-            try:
-                lib = ctypes.CDLL(str(path))  # already loaded: the same library instance
-                get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}")
-                put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}")
-            except (OSError, AttributeError):
-                continue
-            restore.append((put, int(get())))
-            put(1)
-    try:
-        yield
-    finally:
-        for put, threads in restore:
-            put(threads)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-class _MLP:
-    """A one-hidden-layer ReLU network for binary classification, trained by L-BFGS.
-
-    Full batch, float32 arithmetic, weighted logistic loss (weights normalised to mean 1)
-    plus ``l2 / n`` times the squared weights, so the penalty acts like a fixed prior
-    whose pull fades as data grow. Inputs are standardised. The output is a logit.
-    Deterministic for a given ``seed``, data and BLAS thread count.
-    """
-
-    def __init__(self, hidden: int, l2: float, max_iter: int, seed: int) -> None:
-        self.hidden, self.l2, self.max_iter, self.seed = hidden, l2, max_iter, seed
-
-    def fit(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> _MLP:
-        self.mean_ = x.mean(axis=0).astype(np.float32)
-        scale = x.std(axis=0)
-        self.scale_ = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
-        z = (x - self.mean_) / self.scale_
-        n, d = z.shape
-        h = self.hidden
-        y = y.astype(np.float32)
-        w = (weight / weight.sum()).astype(np.float32)
-        decay = np.float32(self.l2 / n)
-        rng = np.random.default_rng(self.seed)
-        p0 = np.concatenate(
-            [rng.normal(0, np.sqrt(2.0 / d), d * h), np.zeros(h), rng.normal(0, np.sqrt(1.0 / h), h), [0.0]]
-        )
-        grad = np.empty(p0.size, np.float64)
-
-        def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
-            w1, b1, w2, b2 = self._unpack(p.astype(np.float32), d)
-            a = z @ w1
-            a += b1
-            hid = np.maximum(a, 0)
-            o = hid @ w2 + b2
-            value = float(w @ (np.logaddexp(0, o) - y * o)) + float(
-                decay * ((w1 * w1).sum() + (w2 * w2).sum())
-            )
-            g = (_sigmoid(o) - y) * w
-            gh = np.outer(g, w2)
-            gh *= a > 0
-            grad[: d * h] = (z.T @ gh + 2 * decay * w1).ravel()
-            grad[d * h : d * h + h] = gh.sum(axis=0)
-            grad[d * h + h : d * h + 2 * h] = hid.T @ g + 2 * decay * w2
-            grad[-1] = g.sum()
-            return value, grad
-
-        res = scipy.optimize.minimize(
-            loss, p0, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter}
-        )
-        self.params_ = res.x.astype(np.float32)
-        self.n_iter_ = int(res.nit)
-        self.d_ = d
-        return self
-
-    def _unpack(self, p: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.float32]:
-        h = self.hidden
-        return p[: d * h].reshape(d, h), p[d * h : d * h + h], p[d * h + h : d * h + 2 * h], p[-1]
-
-    def logit(self, x: np.ndarray) -> np.ndarray:
-        w1, b1, w2, b2 = self._unpack(self.params_, self.d_)
-        z = (x - self.mean_) / self.scale_
-        return (np.maximum(z @ w1 + b1, 0) @ w2 + b2).astype(np.float64)
-
-
-def _clusters(x: np.ndarray, rng: np.random.Generator, n_clusters: int = 16, dims: int = 32) -> np.ndarray:
-    """k-means cluster labels of feature rows ``x`` on their leading principal components."""
-    n = x.shape[0]
-    z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
-    sample = z[rng.permutation(n)[: min(n, 4000)]]
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
-    proj = (z @ vt[:dims].T).astype(np.float64)
-    k = int(min(n_clusters, max(2, n // 20)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "One of the clusters is empty": harmless here
-        _, labels = scipy.cluster.vq.kmeans2(proj, k, minit="++", seed=rng)
-    return labels.astype(np.int64)
-
-
-def _cluster_folds(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Two folds made of whole clusters, largest clusters first into the smaller fold."""
-    sizes = np.bincount(labels)
-    cluster_fold = np.zeros(len(sizes), np.int64)
-    load = [0, 0]
-    for c in np.argsort(-sizes, kind="stable"):
-        f = int(np.argmin(load))
-        cluster_fold[c] = f
-        load[f] += int(sizes[c])
-    if min(load) == 0:  # a single cluster: fall back to a random split
-        return rng.permutation(len(labels)) % 2
-    return cluster_fold[labels]
 
 
 class SuperpositionDetector(IssueDetectorMixin):
@@ -365,12 +225,12 @@ class SuperpositionDetector(IssueDetectorMixin):
         ]
         return np.concatenate(parts, axis=0) if parts else superposition_features(images[:0])
 
-    def _train(self, x_neg: np.ndarray, x_pos: np.ndarray, seed: int) -> _MLP:
+    def _train(self, x_neg: np.ndarray, x_pos: np.ndarray, seed: int) -> MLP:
         """Train a classifier superposed (1) vs clean (0), the two classes weighted equally."""
         x = np.concatenate([x_neg, x_pos])
         y = np.r_[np.zeros(len(x_neg)), np.ones(len(x_pos))]
         weight = np.where(y > 0, 0.5 / max(len(x_pos), 1), 0.5 / max(len(x_neg), 1))
-        return _MLP(int(self.hidden_units), float(self.l2), int(self.max_iter), seed).fit(x, y, weight)
+        return MLP(int(self.hidden_units), float(self.l2), int(self.max_iter), seed).fit(x, y, weight)
 
     def _store(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The storage round trip of the training images: one quality, or one per image from a list."""
@@ -399,12 +259,12 @@ class SuperpositionDetector(IssueDetectorMixin):
         """Learn to find superpositions in ``images`` (a Dataset or uint8 array); no labels.
 
         ``y`` is ignored (present for API consistency). Returns ``self``. BLAS runs in
-        one thread meanwhile (:func:`_one_blas_thread`): faster here, and the same fitted
+        one thread meanwhile (:func:`~cellkit.quality._blas.one_blas_thread`): faster here, and the same fitted
         model whatever the machine's core count.
         """
         self._validate_params()
         start = time.perf_counter()
-        with _one_blas_thread():
+        with one_blas_thread():
             self._fit(images)
         self.fit_time_ = time.perf_counter() - start
         return self
@@ -441,12 +301,12 @@ class SuperpositionDetector(IssueDetectorMixin):
         # later rounds split at random, so that clean images of every appearance are seen
         # again and wrongly suspected ones are re-admitted. From round 2 on, confidently
         # suspected images also serve as positives (pseudo-labels).
-        clusters = _clusters(x_neg, rng)
+        groups = clusters(x_neg, rng)
         search = ReusedOverlaySearch().fit(images)
         reused = search.flags_  # copies of one overlay: never negatives, always positives
         suspects = reused | (search.z_ > search.z_threshold)
         self.n_shared_component_ = int(reused.sum())
-        folds = [_cluster_folds(clusters, rng)] + [rng.permutation(n) % 2 for _ in range(self.refine_rounds)]
+        folds = [cluster_folds(groups, rng)] + [rng.permutation(n) % 2 for _ in range(self.refine_rounds)]
         pseudo = reused.copy()
         for r, fold in enumerate(folds):
             oof = np.zeros(n)
@@ -504,7 +364,7 @@ class SuperpositionDetector(IssueDetectorMixin):
             z = np.asarray(reused_z, dtype=np.float64)
             reused_logit = np.log((1 - AUTO_THRESHOLD) / AUTO_THRESHOLD) + (z - self.reused_overlays_.z_threshold)
             logit = np.maximum(logit, reused_logit)
-        return _sigmoid(-logit)
+        return sigmoid(-logit)
 
     def score_samples(self, images: Any) -> np.ndarray:
         """Probability that each image is clean, ``(n,)`` float in [0, 1]; lower = superposed.
