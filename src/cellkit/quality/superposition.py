@@ -1,25 +1,32 @@
 """Find superposed images without labels: a self-supervised detector.
 
 A superposed image is ``(1 - a) * cell + a * overlay``. :class:`SuperpositionDetector`
-learns what that looks like *on the user's own data*: it superposes overlays (natural
-pictures, drawings and the user's other images, :mod:`cellkit.corrupt.overlays`) on the
-user's images with ``a`` drawn from a range, sends positives and negatives through the
-same JPEG round trip, and trains a small neural network (NumPy, L-BFGS from SciPy) on
-the features of :mod:`cellkit.quality.features` to tell them apart.
+learns what that looks like *on the user's own data*: it superposes overlays of eight
+families (:data:`~cellkit.corrupt.overlays.OVERLAY_FAMILIES`: photographs, drawings, the
+user's other images, flat cartoons, text, graphics, microscopy, faces) on the user's images
+with ``a`` drawn from a range, stores positives and negatives alike at a random quality
+(lossless or JPEG, :data:`TRAINING_STORAGE`), and trains a small neural network
+(:mod:`cellkit.quality._mlp`) on the features of :mod:`cellkit.quality.features` (spectrum,
+edges, colour, stain space) to tell them apart.
 
 The user's images may already contain superpositions (the seed dataset had ~13%, some
 with one overlay reused many times), which would teach the model that they are clean.
 So ``fit`` never vouches for an image with a model trained on it:
 
-1. images sharing a component with several others (the copies of a reused overlay,
-   found by correlating band-pass images within appearance clusters) start as suspects;
+1. the copies of a reused overlay are found by comparing every image with every other one
+   (:mod:`cellkit.quality._reused_overlays`): they are never negatives, always positives,
+   and flagged whatever the classifier says (also on new images carrying the same overlay);
 2. three cross-fitted rounds score every user image with models that did not see it,
-   the first split by appearance clusters (copies of a reused overlay land in the same
-   fold), the next two at random (clean images of every appearance are seen again, and
-   wrongly suspected ones are re-admitted); each round's suspects are left out of the
-   next round's negatives, and confidently suspected images join the positives;
+   the first split by appearance clusters, the next two at random (clean images of every
+   appearance are seen again, and wrongly suspected ones are re-admitted); each round's
+   suspects are left out of the next round's negatives, and confidently suspected images
+   join the positives;
 3. the final model is trained on all images not suspected against all positives; the
-   fraction of suspects estimates the contamination, the prior of the score.
+   fraction of images more likely superposed than not estimates the contamination, the
+   prior of the score.
+
+How it does on overlay families held out of its training, at every storage:
+``docs/results/quality.md`` (:mod:`cellkit.quality.held_out`).
 
 Scores follow scikit-learn's outlier detectors: ``score_samples`` is in ``[0, 1]`` and
 **lower means more likely superposed** (it is the estimated probability that the image
@@ -126,7 +133,8 @@ class SuperpositionDetector(IssueDetectorMixin):
         suspects_: ``bool`` mask of the images left out of the final model's negatives.
         n_suspects_: ``suspects_.sum()``.
         oof_logit_: each image's out-of-fold log-odds of superposition (last round).
-        n_shared_component_: images found sharing a component with others (step 1).
+        n_shared_component_: images flagged as copies of a reused overlay (step 1).
+        reused_overlays_: the fitted :class:`~cellkit.quality._reused_overlays.ReusedOverlaySearch`.
         n_pseudo_positives_: images used as positives by the final model.
         n_iter_: L-BFGS iterations of the final model.
         fit_time_: seconds spent in ``fit``.
