@@ -48,17 +48,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cellkit._progress import progress
 from cellkit.corrupt._batch import check_batch, check_severity
 from cellkit.data import Dataset
 from cellkit.data.split import stratified_split
-from cellkit.robustness import (
-    CORRUPTION_CHUNK,
-    RobustnessReport,
-    _as_dataset,
-    _as_predictor,
-    _labels_from,
-)
+from cellkit.robustness import RobustnessReport, _accuracy_grid, _as_dataset, _as_predictor
 
 __all__ = [
     "EXTERNAL_CORRUPTIONS",
@@ -330,21 +323,10 @@ def evaluate_external_robustness(
     predict = _as_predictor(model_or_predict_fn, batch_size)
     images, labels, n = ds.images, ds.labels, len(ds)
 
-    def accuracy_of(name: str | None, severity: int = 1) -> float:
-        correct = 0
-        for start in range(0, n, CORRUPTION_CHUNK):
-            batch = images[start : start + CORRUPTION_CHUNK]
-            if name is not None:
-                batch = _corrupt_range(batch, name, severity, seed, first_index=start)
-            pred = _labels_from(predict(batch), batch.shape[0])
-            correct += int(np.sum(pred == labels[start : start + CORRUPTION_CHUNK]))
-        return correct / n
+    def corrupt_chunk(batch: np.ndarray, name: str, severity: int, chunk: int, start: int) -> np.ndarray:
+        return _corrupt_range(batch, name, severity, seed, first_index=start)
 
-    clean = accuracy_of(None)
-    accuracy: dict[str, dict[int, float]] = {name: {} for name in names}
-    cells = [(name, s) for name in names for s in sevs]
-    for name, s in progress(cells, desc="external robustness", total=len(cells), unit="cell", quiet=quiet):
-        accuracy[name][s] = accuracy_of(name, s)
+    clean, accuracy = _accuracy_grid(predict, images, labels, names, sevs, corrupt_chunk, "external robustness", quiet)
     return RobustnessReport(
         clean_accuracy=clean,
         accuracy=accuracy,

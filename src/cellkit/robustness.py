@@ -247,6 +247,41 @@ def _chunk_rng(seed: int, name: str, chunk: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode()), int(chunk)])
 
 
+def _accuracy_grid(
+    predict: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    severities: Sequence[int],
+    corrupt_chunk: Callable[[np.ndarray, str, int, int, int], np.ndarray],
+    desc: str,
+    quiet: bool,
+) -> tuple[float, dict[str, dict[int, float]]]:
+    """Clean accuracy and accuracy per corruption x severity, in chunks of ``CORRUPTION_CHUNK``.
+
+    ``corrupt_chunk(batch, name, severity, chunk_index, first_image_index)`` corrupts one chunk;
+    shared by this suite and :mod:`cellkit.external_corruptions`.
+    """
+    n = len(labels)
+
+    def accuracy_of(name: str | None, severity: int = 1) -> float:
+        correct = 0
+        for c, start in enumerate(range(0, n, CORRUPTION_CHUNK)):
+            batch = images[start : start + CORRUPTION_CHUNK]
+            if name is not None:
+                batch = corrupt_chunk(batch, name, severity, c, start)
+            pred = _labels_from(predict(batch), batch.shape[0])
+            correct += int(np.sum(pred == labels[start : start + CORRUPTION_CHUNK]))
+        return correct / n
+
+    clean = accuracy_of(None)
+    accuracy: dict[str, dict[int, float]] = {name: {} for name in names}
+    cells = [(name, s) for name in names for s in severities]
+    for name, s in progress(cells, desc=desc, total=len(cells), unit="cell", quiet=quiet):
+        accuracy[name][s] = accuracy_of(name, s)
+    return clean, accuracy
+
+
 def evaluate_robustness(
     model_or_predict_fn: Any,
     dataset: Dataset | tuple[np.ndarray, np.ndarray],
@@ -282,22 +317,10 @@ def evaluate_robustness(
     images, labels = ds.images, ds.labels
     n = len(ds)
 
-    def accuracy_of(transform: Callable[[np.ndarray, int], np.ndarray] | None) -> float:
-        correct = 0
-        for c, start in enumerate(range(0, n, CORRUPTION_CHUNK)):
-            batch = images[start : start + CORRUPTION_CHUNK]
-            if transform is not None:
-                batch = transform(batch, c)
-            pred = _labels_from(predict(batch), batch.shape[0])
-            correct += int(np.sum(pred == labels[start : start + CORRUPTION_CHUNK]))
-        return correct / n
+    def corrupt_chunk(batch: np.ndarray, name: str, severity: int, chunk: int, start: int) -> np.ndarray:
+        return CORRUPTIONS[name](batch, severity, _chunk_rng(seed, name, chunk))
 
-    clean = accuracy_of(None)
-    accuracy: dict[str, dict[int, float]] = {name: {} for name in names}
-    cells = [(name, s) for name in names for s in sevs]
-    for name, s in progress(cells, desc="robustness", total=len(cells), unit="cell", quiet=quiet):
-        fn = CORRUPTIONS[name]
-        accuracy[name][s] = accuracy_of(lambda b, c, fn=fn, name=name, s=s: fn(b, s, _chunk_rng(seed, name, c)))
+    clean, accuracy = _accuracy_grid(predict, images, labels, names, sevs, corrupt_chunk, "robustness", quiet)
     return RobustnessReport(
         clean_accuracy=clean, accuracy=accuracy, n_images=n, seed=int(seed), source=ds.source
     )
