@@ -35,7 +35,7 @@ import cellkit
 from cellkit._io import atomic_write_text
 from cellkit.corrupt import corrupt_dataset
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES
-from cellkit.metrics import roc_auc
+from cellkit.evaluate.metrics import roc_auc
 from cellkit.quality.held_out import STORAGES, Bench, held_out_family_protocol, make_bench, score_bench, store
 from cellkit.quality.superposition import SuperpositionDetector
 

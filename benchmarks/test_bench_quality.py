@@ -41,6 +41,7 @@ import cellkit
 from cellkit._io import atomic_write_text
 from cellkit.corrupt import CorruptionResult, corrupt_dataset
 from cellkit.data import Dataset
+from cellkit.evaluate.metrics import roc_auc
 from cellkit.filters.kernels import laplacian_kernel, sobel_kernels
 from cellkit.quality.features import superposition_features
 from cellkit.quality.superposition import SuperpositionDetector
@@ -124,16 +125,6 @@ def reference_scores(detector: SuperpositionDetector, images: np.ndarray) -> np.
 
 
 # -- data, fit and table --------------------------------------------------------------------
-
-
-def _auroc(positive: np.ndarray, score: np.ndarray) -> float:
-    """AUROC of ``score`` (higher = positive), ties averaged."""
-    from scipy.stats import rankdata
-
-    r = rankdata(score)
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 @dataclass
@@ -222,7 +213,7 @@ def _row(
     the AUROC (that kind against all non-superposed images) and the recall are given.
     """
     t, s, f = truth[mask], scores[mask], flagged[mask]
-    auroc = _auroc(t, -s)
+    auroc = roc_auc(t, -s)
     tp = int((f & t).sum())
     recall = tp / max(int(t.sum()), 1)
     if not overall:

@@ -35,7 +35,7 @@ import pytest
 import cellkit
 from cellkit._io import atomic_write_text
 from cellkit.corrupt import corrupt_dataset
-from cellkit.metrics import roc_auc
+from cellkit.evaluate.metrics import roc_auc
 from cellkit.quality import SuperpositionDetector, perceptual_hash
 from cellkit.quality.duplicates import hamming_distance
 

@@ -134,7 +134,7 @@ def _member(seed: int):
 
 @pytest.mark.parametrize("tta", [False, "flips"])
 def test_ensemble_vs_members_one_after_another(benchmark, table, full_mode, tta):
-    from cellkit.ensemble import average_predictions, build_ensemble
+    from cellkit.inference.ensemble import average_predictions, build_ensemble
 
     n = 1024 if full_mode else 256
     images = np.random.default_rng(0).integers(0, 256, (n, 96, 96, 3)).astype(np.float32)

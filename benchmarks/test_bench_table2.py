@@ -273,7 +273,7 @@ def test_report_row(report, name, weights_mode, pbc96_path, trained_run, request
 
 
 def _ensemble_row(members: dict[str, dict], test: np.ndarray, data: Dataset) -> tuple[dict, float, str]:
-    from cellkit.ensemble import build_ensemble
+    from cellkit.inference.ensemble import build_ensemble
     from cellkit.train import evaluate_model
 
     names = data.class_names

@@ -19,17 +19,8 @@ import numpy as np
 
 import cellkit
 from cellkit.corrupt import corrupt_dataset
+from cellkit.evaluate.metrics import roc_auc as auroc
 from cellkit.quality.superposition import SuperpositionDetector
-
-
-def auroc(positive: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve; ``score`` higher = more likely positive (ties averaged)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(score)
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def main() -> None:

@@ -16,11 +16,11 @@ import pytest
 import cellkit
 from cellkit.adapt import adapt_batch_norm, adapt_model
 from cellkit.cli import main
-from cellkit.ensemble import build_ensemble
 from cellkit.errors import DataError
+from cellkit.inference.ensemble import build_ensemble
+from cellkit.inference.tta import with_tta
 from cellkit.train import save_model
 from cellkit.train.precise_bn import batch_norm_layers
-from cellkit.tta import with_tta
 
 SIZE = 16
 

@@ -14,8 +14,10 @@ import pytest
 
 import cellkit
 from cellkit.cli import main
-from cellkit.corrupt import corrupt_dataset
+from cellkit.corrupt import corrupt_dataset, jpeg_roundtrip
+from cellkit.corrupt.color import color_filter
 from cellkit.data import sample_path, save_npz
+from cellkit.quality.color import background_chroma, color_features
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -104,6 +106,47 @@ def test_clean_removes_what_inspect_reports_and_keeps_the_rest(corrupted, tmp_pa
     assert cleaned.class_names == cellkit.data.PBC_CLASSES
     kept = np.array([ids.index(i) for i in cleaned.ids])
     np.testing.assert_array_equal(cleaned.images, cellkit.load(path).images[kept])
+
+
+@pytest.fixture(scope="module")
+def with_casts(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The sample with 12 images given strong blue casts, each its own (its blue-cast images are natural)."""
+    ds = cellkit.load("sample")
+    natural = background_chroma(color_features(ds.images))[:, 0] < 0.1
+    cast = np.flatnonzero(~natural)[::37][:12]
+    images = ds.images.copy()
+    gains = np.random.default_rng(0).uniform([0.45, 0.6, 1.0], [0.7, 0.85, 1.2], (cast.size, 3))  # each its own
+    images[cast] = jpeg_roundtrip(color_filter(images[cast], gains), 90)
+    path = tmp_path_factory.mktemp("casts") / "casts.npz"
+    np.savez(path, images=images, labels=ds.labels, class_names=np.array(ds.class_names), ids=np.array(ds.ids))
+    return path, natural, cast
+
+
+def test_clean_removes_strong_casts_by_default_and_weak_ones_on_request(with_casts, tmp_path, capsys) -> None:
+    path, natural, cast = with_casts
+    ids = cellkit.load(path).ids
+    removed = {}
+    for remove in ("color_filter", "color_filter:all"):
+        out = tmp_path / f"{remove.replace(':', '-')}.npz"
+        assert main(["clean", str(path), "--out", str(out), "--remove", remove, "--quiet"]) == 0
+        with open(out.with_suffix(".removed.csv"), newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        removed[remove] = {r["id"] for r in rows}
+        assert all(float(r["color_filter_strength"]) >= 0 for r in rows)
+    assert removed["color_filter"] == {ids[i] for i in cast}  # the strong casts, not the natural ones
+    assert removed["color_filter:all"] >= removed["color_filter"] | {ids[i] for i in np.flatnonzero(natural)}
+
+
+def test_inspect_reports_strength(with_casts, tmp_path, capsys) -> None:
+    path, natural, cast = with_casts
+    assert main(["inspect", str(path), "--report", str(tmp_path / "r")]) == 0
+    assert "strong" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    strength = summary["issues"]["strength"]["color_filter"]
+    assert strength["n_strong"] == cast.size and strength["n_weak"] >= int(natural.sum())
+    with open(tmp_path / "r" / "issues.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert min(float(rows[i]["color_filter_strength"]) for i in cast) >= strength["strong_threshold_percent"]
 
 
 def test_clean_dry_run_writes_nothing_and_never_overwrites_input(corrupted, tmp_path, capsys) -> None:

@@ -253,6 +253,9 @@ def test_detector_not_fitted_and_input_errors(sample):
         ({"min_synthetic": 100, "max_synthetic": 10}, "min_synthetic"),
         ({"synthetic_ratio": 0}, "synthetic_ratio=0"),
         ({"max_chroma_z": -1}, "max_chroma_z=-1"),
+        ({"strong_threshold": 0}, "strong_threshold=0"),
+        ({"strength_share": 0.5}, "strength_share=0.5"),
+        ({"strength_share": True}, "strength_share=True"),
         ({"jpeg_quality": 0}, "jpeg_quality=0"),
         ({"alpha": (0.8, 0.2)}, "alpha"),
     ],
@@ -260,6 +263,30 @@ def test_detector_not_fitted_and_input_errors(sample):
 def test_detector_parameter_validation(sample, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ColorFilterDetector(**kwargs).fit(sample.images[:20])
+
+
+def test_strength_a_shared_cast_is_weak_a_lone_cast_is_strong(sample, fitted):
+    blue = background_chroma(color_features(sample.images))[:, 0] < 0.1
+    # the sample's blue-cast images are a group of their own: flagged, but weak
+    assert blue.sum() >= 5
+    assert not fitted.is_strong(fitted.training_strength_[blue]).any()
+    clean = sample.images[~blue][:40]
+    casts = jpeg_roundtrip(color_filter(clean, random_filter_gains(len(clean), rng=3, kind="any")), 90)
+    strong = fitted.is_strong(fitted.strength(casts))
+    assert strong.mean() >= 0.95  # random casts that no fitted image shares
+    # strength is a distance in log-chroma: 0 for a fitted colour, and grows with the cast
+    s = fitted.strength(color_filter(clean[:10], np.tile([0.7, 0.85, 1.0], (10, 1))))
+    s2 = fitted.strength(color_filter(clean[:10], np.tile([0.5, 0.72, 1.0], (10, 1))))
+    assert np.all(s2 > s) and np.all(s > fitted.strong_threshold)
+    assert fitted.training_strength_.shape == (len(sample),) and fitted.strength_neighbors_ == 2
+
+
+def test_strength_does_not_depend_on_the_dataset_size(sample):
+    """k is a share of the data: the same colours, each four times, give the same strengths."""
+    one = ColorFilterDetector(random_state=0, strength_share=0.01).fit(sample)
+    four = ColorFilterDetector(random_state=0, strength_share=0.01).fit(np.repeat(sample.images, 4, axis=0))
+    assert (one.strength_neighbors_, four.strength_neighbors_) == (5, 20)
+    np.testing.assert_allclose(four.training_strength_[::4], one.training_strength_)
 
 
 def test_detector_params_and_repr():

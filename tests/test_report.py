@@ -147,7 +147,7 @@ def test_failed_csv_write_leaves_nothing(report, tmp_path, monkeypatch):
     path = tmp_path / "issues.csv"
     path.write_text("previous\n")
     calls = {"n": 0}
-    real_cell = report_mod._cell
+    real_cell = report_mod.csv_cell
 
     def failing_cell(value):
         calls["n"] += 1
@@ -155,7 +155,7 @@ def test_failed_csv_write_leaves_nothing(report, tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real_cell(value)
 
-    monkeypatch.setattr(report_mod, "_cell", failing_cell)
+    monkeypatch.setattr(report_mod, "csv_cell", failing_cell)
     with pytest.raises(RuntimeError, match="disk full"):
         report.to_csv(path)
     assert path.read_text() == "previous\n"  # untouched

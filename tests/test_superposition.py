@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cellkit.corrupt import CorruptionResult, corrupt_dataset, overlay_bank, superpose
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES, dihedral
 from cellkit.data import Dataset
+from cellkit.evaluate.metrics import roc_auc
 from cellkit.quality.features import (
     color_features,
     edge_features,
@@ -28,15 +29,6 @@ from cellkit.quality.superposition import AUTO_THRESHOLD, SuperpositionDetector
 #: Scores of an image and of its flips/quarter turns agree to this (features are exactly
 #: invariant; only float32 summation order differs).
 INVARIANCE_TOL = 1e-4
-
-
-def _auroc(positive: np.ndarray, score: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    r = rankdata(score)
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +125,7 @@ def test_detector_finds_superpositions_without_labels(
     detector: SuperpositionDetector, corrupted: CorruptionResult, scores: np.ndarray
 ) -> None:
     sup = corrupted.is_superposed
-    assert _auroc(sup, -scores) >= 0.97
+    assert roc_auc(sup, -scores) >= 0.97
     pred = detector.predict(corrupted.dataset)
     tp, fp = int(((pred == -1) & sup).sum()), int(((pred == -1) & ~sup).sum())
     assert tp >= 0.8 * sup.sum() and fp <= 0.03 * (~sup).sum()

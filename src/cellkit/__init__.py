@@ -5,7 +5,8 @@ layers for Keras, a backbone zoo extended by pluggy plugins, the seed report's t
 recipe, ensembles and robustness evaluation.
 
 Names that need Keras (the zoo, training, layers, ensembles) are imported on first use, so
-``import cellkit`` stays fast.
+``import cellkit`` stays fast. Importing cellkit still makes its layers loadable by plain
+``keras.models.load_model``: they are registered with Keras as soon as Keras is imported.
 
 Example:
     >>> import cellkit
@@ -49,7 +50,7 @@ _LAZY: dict[str, str] = {
     "freeze_backbone": "cellkit.zoo",
     "high_pass_layer": "cellkit.layers",
     "normalization_layer": "cellkit.layers",
-    # training, evaluation, ensembles
+    # training
     "Recipe": "cellkit.train",
     "Phase": "cellkit.train",
     "RecipeError": "cellkit.train",
@@ -60,15 +61,17 @@ _LAZY: dict[str, str] = {
     "load_run": "cellkit.train",
     "TrainResult": "cellkit.train",
     "TrainingInterrupted": "cellkit.train",
-    "load_model": "cellkit.train",
-    "save_model": "cellkit.train",
-    "evaluate_model": "cellkit.train",
-    "classification_report": "cellkit.metrics",
-    "build_ensemble": "cellkit.ensemble",
-    "average_predictions": "cellkit.ensemble",
-    "with_tta": "cellkit.tta",
-    "export_submission": "cellkit.export",
-    "evaluate_robustness": "cellkit.robustness",
+    # evaluation
+    "evaluate_model": "cellkit.evaluate",
+    "classification_report": "cellkit.evaluate",
+    "evaluate_robustness": "cellkit.evaluate",
+    # inference: saving, test-time augmentation, ensembles, export
+    "load_model": "cellkit.inference",
+    "save_model": "cellkit.inference",
+    "build_ensemble": "cellkit.inference",
+    "average_predictions": "cellkit.inference",
+    "with_tta": "cellkit.inference",
+    "export_submission": "cellkit.inference",
     "adapt_model": "cellkit.adapt",
 }
 
@@ -101,3 +104,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+# Last, once every name above exists: cellkit's layers register with Keras when Keras is imported.
+from cellkit._keras_hook import install as _install_keras_hook  # noqa: E402
+
+_install_keras_hook()

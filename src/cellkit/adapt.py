@@ -15,8 +15,8 @@ the per-batch statistics. :func:`adapt_model` loads a model (or takes one), shuf
 target images (a batch of one class would understate the variance), optionally keeps
 ``max_images`` of them, adapts a copy (the model passed in is left unchanged) and
 returns it with a summary. It works for a plain classifier, a model wrapped in test-time
-augmentation (:func:`cellkit.tta.with_tta`; the statistics are then gathered over the
-views, as the model sees them) and an ensemble (:func:`cellkit.ensemble.build_ensemble`;
+augmentation (:func:`cellkit.inference.tta.with_tta`; the statistics are then gathered over the
+views, as the model sees them) and an ensemble (:func:`cellkit.inference.ensemble.build_ensemble`;
 each member's layers are adapted): batch-norm layers inside nested models are found.
 
 Its effect on accuracy has not been measured yet (``docs/training.md``).
@@ -100,7 +100,7 @@ def adapt_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 6
 
 def _load(model_or_path: keras.Model | str | os.PathLike[str]) -> tuple[keras.Model, str | None]:
     """A fresh model to adapt (the caller's own model is left unchanged) and its source path."""
-    from cellkit.train.saving import load_model, resolve_model_path, save_model
+    from cellkit.inference.saving import load_model, resolve_model_path, save_model
 
     if isinstance(model_or_path, keras.Model):  # a faithful copy: nested and shared models included
         with tempfile.TemporaryDirectory(prefix="cellkit-adapt-") as tmp:

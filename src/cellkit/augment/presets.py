@@ -7,7 +7,7 @@ set), sized to 45 minutes of a 2-core CPU; pass ``--epochs`` for more on faster 
 fields of :class:`cellkit.train.recipe.Recipe` (``augmentation``, ``mix``, ``mix_alpha``,
 ``mix_probability``, ``label_smoothing``) plus two settings of the training phases
 (``epochs``, ``early_stopping_patience``). Check a model trained with it with
-:func:`cellkit.robustness.evaluate_robustness`, on the held-out corruption families.
+:func:`cellkit.evaluate.robustness.evaluate_robustness`, on the held-out corruption families.
 
 Example:
     >>> from cellkit.augment.presets import ROBUST_PRESET

@@ -7,7 +7,9 @@ Each subcommand lives in its own module of this package, which defines
 
 Example:
     >>> from cellkit.cli import main
-    >>> main(["--version"])  # doctest: +SKIP
+    >>> main(["--version"])
+    cellkit ...
+    0
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 
 def add_tta(parser: argparse.ArgumentParser, what: str) -> None:
-    """Add ``--tta VIEWS`` (a :mod:`cellkit.tta` specification; ``what`` says what it does here)."""
-    from cellkit._tta_spec import TTA_SPECS
+    """Add ``--tta VIEWS`` (a :mod:`cellkit.inference.tta` specification; ``what`` says what it does here)."""
+    from cellkit.inference import TTA_SPECS
 
     parser.add_argument("--tta", metavar="VIEWS", choices=TTA_SPECS,
                         help=f"{what}: {', '.join(TTA_SPECS)} (test-time augmentation)")

@@ -48,7 +48,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cellkit.train.saving import resolve_model_path
+    from cellkit.inference.saving import resolve_model_path
 
     _check_args(args)
     model_path = resolve_model_path(args.model)

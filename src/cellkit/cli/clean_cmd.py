@@ -2,6 +2,7 @@
 
 Example:
     $ cellkit clean sample --out clean.npz --remove superposition,duplicates
+    $ cellkit inspect sample --report report && cellkit clean sample --report report --out clean.npz
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ import numpy as np
 from cellkit._outputs import atomic_file_group
 from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_npz_output, load_dataset
 from cellkit.data import save_npz
-from cellkit.data.checks import check_for_detectors
 from cellkit.errors import DataError
+from cellkit.quality.issue_types import check_inputs, get_issue_type, issue_type_names
 
-REMOVABLE = ("superposition", "color_filter", "duplicates")
-#: The report removed superpositions and kept blue-filtered images (the filter preserves
-#: the high frequencies that separate the classes); duplicates keep one image per group.
-DEFAULT_REMOVE = "superposition,duplicates"
+#: ``KIND`` removes the *strong* issues of a type with a strength (``color_filter``: a colour
+#: few other images share, ``ColorFilterDetector.strength``); ``KIND:all`` every flagged one,
+#: natural acquisition shifts (pbc96's grey-blue backgrounds) included. The report removed
+#: superpositions and kept its blue-cast images (another acquisition, whose cast keeps the high
+#: frequencies that separate the classes); duplicates keep one image per group.
+ALL_SUFFIX = ":all"
+
+
+def default_remove() -> str:
+    """The issue types ``clean`` removes without ``--remove`` (``removed_by_default``)."""
+    return ",".join(k for k in issue_type_names() if get_issue_type(k).removed_by_default)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="OUT.npz", help="where to write the clean dataset")
     p.add_argument(
         "--remove",
-        default=DEFAULT_REMOVE,
-        help=f"comma-separated issue types to remove, among {', '.join(REMOVABLE)} (default: {DEFAULT_REMOVE})",
+        default=default_remove(),
+        help=f"comma-separated issue types to remove, among {', '.join(issue_type_names())} (default: "
+        f"{default_remove()}); color_filter removes strong colour casts only, color_filter:all every flagged one",
+    )
+    p.add_argument(
+        "--report", type=Path, metavar="DIR",
+        help="reuse the issues found by `cellkit inspect PATH --report DIR` instead of checking again",
     )
     p.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     p.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
@@ -45,23 +58,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_remove(text: str) -> tuple[str, ...]:
-    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    bad = [k for k in kinds if k not in REMOVABLE]
-    if bad or not kinds:
-        raise DataError(f"--remove expects a comma-separated subset of {', '.join(REMOVABLE)}. Received: {text!r}")
-    return kinds
+def parse_remove(text: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """``--remove`` as (issue types, those whose weak issues go too: ``kind:all``)."""
+    items = [k.strip() for k in text.split(",") if k.strip()]
+    kinds = tuple(k.removesuffix(ALL_SUFFIX) for k in items)
+    every = frozenset(k.removesuffix(ALL_SUFFIX) for k in items if k.endswith(ALL_SUFFIX))
+    names = issue_type_names()
+    bad = [k for k in kinds if k not in names]
+    if bad or not kinds or len(set(kinds)) != len(kinds):
+        raise DataError(
+            f"--remove expects a comma-separated subset of {', '.join(names)} (color_filter:all for weak "
+            f"colour casts too). Received: {text!r}"
+        )
+    return kinds, every
+
+
+def reuse_report(folder: Path, dataset, kinds: tuple[str, ...]):  # noqa: ANN001, ANN201
+    """The report ``cellkit inspect --report`` wrote in ``folder``, checked against ``dataset``."""
+    from cellkit.quality.report import IssueReport
+
+    try:
+        report = IssueReport.load(folder)
+    except DataError as exc:
+        raise DataError(f"--report: {exc}") from None
+    if len(report) != len(dataset) or list(report["id"]) != [str(i) for i in dataset.ids]:
+        raise DataError(
+            f"--report {folder} describes {len(report)} images that are not those of {dataset.source} "
+            f"({len(dataset)} images): expected a report of the same data, by `cellkit inspect {dataset.source} "
+            "--report DIR`"
+        )
+    missing = [k for k in kinds if k not in report.issues]
+    if missing:
+        raise DataError(
+            f"--report {folder} did not check {', '.join(missing)} (it checked {', '.join(report.issues)}); "
+            "expected --remove among those"
+        )
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
     from cellkit.quality import find_issues
 
-    kinds = parse_remove(args.remove)
+    kinds, every = parse_remove(args.remove)
     out = check_npz_output(args)
     dataset = load_dataset(args)
-    check_for_detectors(dataset, kinds)
-    report = find_issues(dataset, issues=kinds, random_state=args.seed, quiet=args.quiet)
-    reasons = {kind: report.issue_mask([kind]) for kind in kinds}
+    if args.report is not None:
+        report = reuse_report(args.report, dataset, kinds)
+    else:
+        check_inputs(dataset, kinds)
+        report = find_issues(dataset, issues=kinds, random_state=args.seed, quiet=args.quiet)
+    reasons = {kind: report.issue_mask([kind], strong_only=kind not in every) for kind in kinds}
     removed = np.zeros(len(dataset), bool)
     for mask in reasons.values():
         removed |= mask
@@ -70,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     for kind, mask in reasons.items():
         ids = [dataset.ids[i] for i in np.flatnonzero(mask)]
         shown = ", ".join(ids[:5]) + (f", ... ({len(ids) - 5} more)" if len(ids) > 5 else "")
-        print(f"  {kind}: {len(ids)}" + (f"  [{shown}]" if ids else ""))
+        kept = int((report.issue_mask([kind]) & ~mask).sum())
+        weak = f"; {kept} weak kept ({kind}:all removes them)" if kept else ""
+        print(f"  {kind}: {len(ids)}{weak}" + (f"  [{shown}]" if ids else ""))
     if args.dry_run:
         print("dry run: nothing written")
         return EXIT_OK
@@ -83,24 +131,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _removed_csv(dataset, report, reasons: dict[str, np.ndarray]) -> str:  # noqa: ANN001
+    """One row per removed image: index, id, the reasons, and the report's columns for it."""
+    from cellkit.quality.report import csv_cell
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["index", "id", "reasons", "superposition_score", "color_filter_score", "duplicate_group"])
-    cols = report.columns
+    columns = [c for c in report.columns if c not in ("index", "id")]
+    writer.writerow(["index", "id", "reasons", *columns])
     for i in np.flatnonzero(np.any(np.stack(list(reasons.values())), axis=0)):
         why = ";".join(k for k, m in reasons.items() if m[i])
-        writer.writerow(
-            [
-                int(i),
-                dataset.ids[i],
-                why,
-                _fmt(cols.get("superposition_score"), i),
-                _fmt(cols.get("color_filter_score"), i),
-                int(cols["duplicate_group"][i]) if "duplicate_group" in cols else -1,
-            ]
-        )
+        writer.writerow([int(i), dataset.ids[i], why, *(csv_cell(report.columns[c][i]) for c in columns)])
     return buf.getvalue()
-
-
-def _fmt(col, i: int) -> str:  # noqa: ANN001
-    return "" if col is None else f"{float(col[i]):.6f}"

@@ -1,7 +1,7 @@
 """``cellkit ensemble RUN_OR_MODEL... --out ENSEMBLE.keras [--method ...] [--weights ...] [--tta]``.
 
 Combines saved models (``.keras`` files or run folders) into one Keras model with
-:func:`cellkit.ensemble.build_ensemble` -- the report's submission was an ensemble of three
+:func:`cellkit.inference.ensemble.build_ensemble` -- the report's submission was an ensemble of three
 networks -- and saves it as a single ``.keras`` file, which ``cellkit evaluate`` and
 ``cellkit export`` accept like any model.
 
@@ -40,9 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cellkit.ensemble import build_ensemble
-    from cellkit.train import load_model, save_model
-    from cellkit.train.saving import resolve_model_path
+    from cellkit.inference.ensemble import build_ensemble
+    from cellkit.inference.saving import load_model, resolve_model_path, save_model
 
     if args.out.suffix.lower() != ".keras":
         raise DataError("the ensemble file must end in .keras", path=args.out)

@@ -61,8 +61,8 @@ def subset_indices(split_path: Path, subset: str, ids: tuple[str, ...]) -> np.nd
 
 def run(args: argparse.Namespace) -> int:
     from cellkit._io import atomic_write_json
-    from cellkit.train import evaluate_model, format_metrics, load_model
-    from cellkit.train.saving import resolve_model_path
+    from cellkit.evaluate.report import evaluate_model, format_metrics
+    from cellkit.inference.saving import load_model, resolve_model_path
 
     model_path = resolve_model_path(args.model)
     split_file = args.split_file
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(model_path)
     tta = None if args.tta in (None, "none") else args.tta
     if tta is not None:
-        from cellkit.tta import with_tta
+        from cellkit.inference.tta import with_tta
 
         model = with_tta(model, tta)
     names = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _robustness(args: argparse.Namespace, model, dataset, idx) -> dict:  # noqa: ANN001
-    from cellkit.robustness import evaluate_robustness
+    from cellkit.evaluate.robustness import evaluate_robustness
 
     part = dataset if idx is None else dataset.subset(idx)
     report = evaluate_robustness(

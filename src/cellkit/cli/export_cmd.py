@@ -3,7 +3,7 @@
 MODEL is a ``.keras`` file (a model or an ensemble) or a run folder. The folder holds
 ``model.py`` (``Model().predict(X)`` -> class ids), a TensorFlow SavedModel that loads
 without cellkit, the ``.keras`` file as a fallback, and ``export.json``
-(see :mod:`cellkit.export`).
+(see :mod:`cellkit.inference.export`).
 
 Example:
     $ cellkit export runs/compact --format submission --out submission
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cellkit.export import export_submission
+    from cellkit.inference.export import export_submission
 
     info = export_submission(args.model, args.out, overwrite=args.overwrite, saved_model=not args.keras_only,
                               tta=args.tta)

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cellkit._io import atomic_write_json
 from cellkit._outputs import OutputFolder
 from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
 from cellkit.data import Dataset
-from cellkit.data.checks import check_for_detectors
+from cellkit.quality.issue_types import check_inputs, issue_type_names
 
-ISSUE_KINDS = ("superposition", "color_filter", "duplicates")
 MONTAGE_SIZE = 32
 #: What a report folder holds: a folder holding only these (or listed in its manifest) is
 #: replaced by a new report; any other file makes ``--report`` refuse the folder.
@@ -27,7 +25,7 @@ REPORT_FILES = ("issues.csv", "summary.json", "montage_*.png")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inspect",
-        help="class counts, image statistics and data issues (superposition, colour filter, duplicates)",
+        help=f"class counts, image statistics and data issues ({', '.join(issue_type_names())})",
         description="Find images superposed with another picture, colour-filtered images and near-duplicates. "
         "No labels are needed; the input is never modified.",
     )
@@ -75,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         folder = OutputFolder(args.report, inputs=[args.path], overwrite=True, owned=REPORT_FILES,
                               argument="--report", kind="inspect report")
     dataset = load_dataset(args)
-    check_for_detectors(dataset)
+    check_inputs(dataset)
     stats = image_statistics(dataset)
     counts = dataset.class_counts()
     print(f"{dataset.source}: {len(dataset)} images {stats['height']}x{stats['width']} RGB", end="")
@@ -97,34 +95,27 @@ def run(args: argparse.Namespace) -> int:
 def _write_report(out: Path, dataset: Dataset, report, stats: dict, counts: dict) -> None:  # noqa: ANN001
     from cellkit.quality.montage import save_montage
 
-    report.to_csv(out / "issues.csv")
-    summary = {
-        "source": dataset.source,
-        "statistics": stats,
-        "class_counts": counts,
-        "files_left_out": [{"file": f, "reason": r} for f, r in dataset.problems],
-        "issues": report.summary(),
-    }
-    atomic_write_json(out / "summary.json", summary)
-    for kind in ISSUE_KINDS:
+    report.save(
+        out,
+        extra={
+            "source": dataset.source,
+            "statistics": stats,
+            "class_counts": counts,
+            "files_left_out": [{"file": f, "reason": r} for f, r in dataset.problems],
+        },
+    )
+    summary = report.summary()
+    for kind in report.issues:
         idx = np.asarray(report.most_suspicious(kind, MONTAGE_SIZE))
         if idx.size == 0:
             continue
-        captions = _captions(report, kind, idx)
         flagged = int(report.issue_mask([kind]).sum())
+        strength = summary.get("strength", {}).get(kind)
+        split = f" ({strength['n_strong']} strong, s = strength %)" if strength else ""
         save_montage(
             out / f"montage_{kind}.png",
             dataset.images[idx],
-            captions,
-            title=f"{kind}: {flagged} flagged; most suspicious first",
+            report.captions(kind, idx),
+            title=f"{kind}: {flagged} flagged{split}; most suspicious first",
             scale=1,
         )
-
-
-def _captions(report, kind: str, idx: np.ndarray) -> list[str]:  # noqa: ANN001
-    cols = report.columns
-    if kind == "duplicates":
-        return [f"group {int(cols['duplicate_group'][i])}" for i in idx]
-    scores = cols[f"{kind}_score"]
-    flags = cols[f"is_{kind}_issue"]
-    return [f"{'!' if flags[i] else ' '}{scores[i]:.3f} #{int(i)}" for i in idx]

@@ -2,10 +2,12 @@
 
 Example:
     >>> from cellkit.cli import main
-    >>> main(["backbones", "--filter", "network*"])  # doctest: +SKIP
-    name      family      params  input     plugin                     pretrained
-    network2  simple_cnn  19.4K   96x96x3   cellkit.zoo.builtin 0.1.0  -
-    ...
+    >>> main(["backbones", "--filter", "network*"])
+    name      family      params  input    plugin                     pretrained
+    network2  simple_cnn  19.4K   96x96x3  cellkit.zoo.builtin ...    -
+    network3  simple_cnn  19.4K   96x96x3  cellkit.zoo.builtin ...    -
+    network4  simple_cnn  19.7K   96x96x3  cellkit.zoo.builtin ...    -
+    0
 """
 
 from __future__ import annotations

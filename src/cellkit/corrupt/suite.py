@@ -14,7 +14,7 @@ The honest protocol
     * :data:`AUGMENTATION_FAMILIES` - what ``cellkit.augment``'s policies may simulate:
       brightness, contrast, colour (saturation, hue, colour cast), geometric shifts,
       Gaussian noise, Gaussian blur and occlusion (random erasing);
-    * :data:`EVALUATION_FAMILIES` - held out, for :func:`cellkit.robustness.evaluate_robustness`:
+    * :data:`EVALUATION_FAMILIES` - held out, for :func:`cellkit.evaluate.robustness.evaluate_robustness`:
       stain jitter (HED), defocus blur, motion blur, JPEG compression, pixelation, ink
       deposits and bubbles.
 

@@ -6,7 +6,7 @@ correlation orientation (as ``cv2.filter2D`` and ``keras.ops.conv`` use them).
 
 Example:
     >>> from cellkit.filters.kernels import laplacian_kernel
-    >>> laplacian_kernel().sum()
+    >>> float(laplacian_kernel().sum())
     0.0
 """
 

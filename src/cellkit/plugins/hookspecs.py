@@ -47,10 +47,14 @@ def cellkit_register_backbones() -> Sequence[object]:
 
     Example:
         >>> from cellkit.plugins import hookimpl
+        >>> def build_tiny(input_shape, weights):  # the contract: cellkit.zoo.spec
+        ...     ...
         >>> @hookimpl
         ... def cellkit_register_backbones():
         ...     from cellkit.zoo import BackboneSpec
         ...     return [BackboneSpec(name="tiny", family="toy", builder=build_tiny,
-        ...                          preprocessing="[0,1]")]  # doctest: +SKIP
+        ...                          preprocessing="[0,1]")]
+        >>> [spec.name for spec in cellkit_register_backbones()]
+        ['tiny']
     """
     raise NotImplementedError  # pragma: no cover - a specification, never called

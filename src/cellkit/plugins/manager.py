@@ -17,8 +17,9 @@ Order of :func:`get_plugin_manager` on its first call (as tox does it):
 Example:
     >>> from cellkit.plugins import get_plugin_manager
     >>> pm = get_plugin_manager()
-    >>> [info.name for info in pm.describe()]  # doctest: +SKIP
-    ['cellkit.zoo.builtin', 'mobilenet']
+    >>> info = pm.describe()[0]  # built-ins first, then installed plugins by name
+    >>> info.name, info.builtin, info.hooks
+    ('cellkit.zoo.builtin', True, ('cellkit_register_backbones',))
 """
 
 from __future__ import annotations

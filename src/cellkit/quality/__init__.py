@@ -2,37 +2,60 @@
 
 Scores everywhere in this package follow one direction (cleanvision's and
 scikit-learn's): values in ``[0, 1]``, **lower = more likely an issue**; ``predict``
-returns ``+1`` for a clean image and ``-1`` for an issue.
+returns ``+1`` for a clean image and ``-1`` for an issue. The issue types live in one
+registry (:mod:`cellkit.quality.issue_types`); names are imported on first use, so the
+command line reads the registry without loading the detectors.
 
 Example:
     >>> import cellkit
-    >>> from cellkit.quality import find_issues
-    >>> report = find_issues(cellkit.load("sample"), quiet=True)  # doctest: +SKIP
-    >>> sorted(report.summary()["issues"])  # doctest: +SKIP
-    ['color_filter', 'duplicates', 'superposition']
+    >>> from cellkit.quality import find_issues, issue_type_names
+    >>> issue_type_names()
+    ('superposition', 'color_filter', 'duplicates')
+    >>> report = find_issues(cellkit.load("sample"), issues="duplicates", quiet=True)
+    >>> report.summary()["issues"]
+    {'duplicates': 0}
 """
 
-from cellkit.quality.color import ColorFilterDetector, color_features
-from cellkit.quality.duplicates import DEFAULT_RADIUS, duplicate_groups, near_duplicate_pairs, perceptual_hash
-from cellkit.quality.features import edge_features, spectral_features, superposition_features
-from cellkit.quality.montage import make_montage, save_montage
-from cellkit.quality.report import ISSUE_TYPES, IssueReport, find_issues
-from cellkit.quality.superposition import SuperpositionDetector
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_RADIUS",
-    "ISSUE_TYPES",
-    "ColorFilterDetector",
-    "IssueReport",
-    "SuperpositionDetector",
-    "color_features",
-    "duplicate_groups",
-    "edge_features",
-    "find_issues",
-    "make_montage",
-    "near_duplicate_pairs",
-    "perceptual_hash",
-    "save_montage",
-    "spectral_features",
-    "superposition_features",
-]
+import importlib
+from typing import Any
+
+#: Public names, by the module that defines them (imported on first use).
+_LAZY: dict[str, str] = {
+    "ColorFilterDetector": "cellkit.quality.color",
+    "color_features": "cellkit.quality.color",
+    "DEFAULT_RADIUS": "cellkit.quality.duplicates",
+    "duplicate_groups": "cellkit.quality.duplicates",
+    "near_duplicate_pairs": "cellkit.quality.duplicates",
+    "perceptual_hash": "cellkit.quality.duplicates",
+    "edge_features": "cellkit.quality.features",
+    "spectral_features": "cellkit.quality.features",
+    "superposition_features": "cellkit.quality.features",
+    "IssueType": "cellkit.quality.issue_types",
+    "ScoredIssue": "cellkit.quality.issue_types",
+    "get_issue_type": "cellkit.quality.issue_types",
+    "issue_type_names": "cellkit.quality.issue_types",
+    "register_issue_type": "cellkit.quality.issue_types",
+    "make_montage": "cellkit.quality.montage",
+    "save_montage": "cellkit.quality.montage",
+    "ISSUE_TYPES": "cellkit.quality.report",
+    "IssueReport": "cellkit.quality.report",
+    "find_issues": "cellkit.quality.report",
+    "SuperpositionDetector": "cellkit.quality.superposition",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cellkit.quality' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

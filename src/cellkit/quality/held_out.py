@@ -19,8 +19,8 @@ Example:
     >>> import cellkit
     >>> from cellkit.quality.held_out import held_out_family_protocol
     >>> report = held_out_family_protocol(cellkit.load("sample").images, families=("cartoon",),
-    ...                                   storages=("png",), seed=0)  # doctest: +SKIP
-    >>> report.rows[0]["family"], report.rows[0]["storage"]  # doctest: +SKIP
+    ...                                   storages=("png",), seed=0)
+    >>> report.rows[0]["family"], report.rows[0]["storage"]
     ('cartoon', 'png')
 """
 
@@ -38,7 +38,7 @@ from cellkit._progress import progress
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES, cell_overlays, overlay_bank
 from cellkit.corrupt.superpose import jpeg_roundtrip, superpose
 from cellkit.data.dataset import image_batch
-from cellkit.metrics import roc_auc
+from cellkit.evaluate.metrics import roc_auc
 
 __all__ = ["ALPHA_BANDS", "STORAGES", "HeldOutReport", "held_out_family_protocol", "make_bench", "store"]
 

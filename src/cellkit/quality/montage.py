@@ -8,7 +8,7 @@ Example:
     >>> from cellkit.quality.montage import make_montage
     >>> grid = make_montage(np.zeros((5, 96, 96, 3), np.uint8), ["a"] * 5, columns=4)
     >>> grid.shape
-    (240, 388, 3)
+    (242, 387, 3)
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Find data-quality issues in a dataset: superpositions, colour filters, near-duplicates.
 
-:func:`find_issues` fits the detectors on the user's images (no labels needed) and
-returns an :class:`IssueReport`: one row per image, with for each issue type a score and
-a flag, the near-duplicate group, and the label when the dataset has one.
+:func:`find_issues` runs every issue type of the registry
+(:mod:`cellkit.quality.issue_types`) on the user's images (no labels needed) and returns an
+:class:`IssueReport`: one row per image, with for each issue type its columns (a score and a
+flag, a strength, the near-duplicate group), and the label when the dataset has one.
+:meth:`IssueReport.save` writes ``issues.csv`` and ``summary.json``; :meth:`IssueReport.load`
+reads them back, so ``cellkit clean --report DIR`` reuses an inspection.
 
 **Scores, everywhere in cellkit's quality module, are in [0, 1] and lower means more
 likely an issue** (cleanvision's convention): an image is flagged when its score is
@@ -11,35 +14,51 @@ below the detector's ``threshold_``.
 Example:
     >>> import cellkit
     >>> from cellkit.quality.report import find_issues
-    >>> report = find_issues(cellkit.load("sample"), quiet=True)  # doctest: +SKIP
-    >>> print(report)  # doctest: +SKIP
-    >>> report.issue_mask("duplicates").sum()  # doctest: +SKIP
+    >>> report = find_issues(cellkit.load("sample"), quiet=True)
+    >>> print(report)
+    Issues in 480 images (scores in [0, 1]: lower = more likely an issue)
+    <BLANKLINE>
+    issue_type       num_images       %   setting
+    superposition    ...
+    color_filter     ...
+    duplicates                0   0.00%   radius 4 bits; 0 groups, 0 images
+    ...
+    >>> int(report.issue_mask("duplicates").sum())
+    0
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cellkit._io import atomic_writer
+from cellkit._io import atomic_write_json, atomic_writer
 from cellkit._progress import progress
 from cellkit.data import Dataset
-from cellkit.quality.color import ColorFilterDetector
-from cellkit.quality.duplicates import DEFAULT_RADIUS, duplicate_groups, perceptual_hash
+from cellkit.errors import DataError
+from cellkit.quality.duplicates import DEFAULT_RADIUS
+from cellkit.quality.issue_types import CheckContext, get_issue_type, issue_type_names
 
 __all__ = ["ISSUE_TYPES", "IssueReport", "find_issues"]
 
-#: Issue types :func:`find_issues` knows, in report order.
-ISSUE_TYPES: tuple[str, ...] = ("superposition", "color_filter", "duplicates")
+#: The built-in issue types, in report order (:func:`~cellkit.quality.issue_types.issue_type_names`
+#: lists every registered one).
+ISSUE_TYPES: tuple[str, ...] = issue_type_names()
 
-_SCORED = ("superposition", "color_filter")
+#: Files :meth:`IssueReport.save` writes.
+CSV_NAME, SUMMARY_NAME = "issues.csv", "summary.json"
 
 
-def _check_issues(issues: str | Sequence[str], allowed: Sequence[str] = ISSUE_TYPES) -> tuple[str, ...]:
+def _check_issues(issues: str | Sequence[str] | None, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    allowed = tuple(allowed) if allowed is not None else issue_type_names()
+    if issues is None:
+        return allowed
     kinds = (issues,) if isinstance(issues, str) else tuple(issues)
     bad = [k for k in kinds if k not in allowed]
     if not kinds or bad or len(set(kinds)) != len(kinds):
@@ -58,7 +77,9 @@ class IssueReport:
     * ``superposition_score`` (float64, lower = more likely superposed),
       ``is_superposition_issue`` (bool).
     * ``color_filter_score`` (float64, lower = more likely colour-filtered),
-      ``is_color_filter_issue`` (bool).
+      ``is_color_filter_issue`` (bool), ``color_filter_strength`` (float64, percent: how far
+      the image's colour sits from the dataset's own, see
+      :meth:`~cellkit.quality.color.ColorFilterDetector.strength`) when the detector gives it.
     * ``duplicate_group`` (int64): near-duplicate group, -1 for none.
     * ``label`` (int64) and ``class_name`` (str) when the dataset is labelled.
 
@@ -83,8 +104,7 @@ class IssueReport:
             raise ValueError(f"`columns` must include 'index'. Received: {sorted(columns)}")
         self.issues = _check_issues(issues)
         for kind in self.issues:
-            need = ("duplicate_group",) if kind == "duplicates" else (f"{kind}_score", f"is_{kind}_issue")
-            missing = [c for c in need if c not in columns]
+            missing = [c for c in get_issue_type(kind).columns if c not in columns]
             if missing:
                 raise ValueError(f"issue {kind!r} needs the columns {missing}. Received: {sorted(columns)}")
         self.columns = {name: np.asarray(col) for name, col in columns.items()}
@@ -122,33 +142,31 @@ class IssueReport:
         types (none scored: the first member); ties go to the first member.
         """
         self._kinds("duplicates")
-        group = self.columns["duplicate_group"]
-        members = np.flatnonzero(group >= 0)
-        if members.size == 0:
-            return np.zeros(0, np.int64)
-        scores = [self.columns[f"{k}_score"] for k in _SCORED if k in self.issues]
-        typical = np.min(scores, axis=0) if scores else np.zeros(len(self))
-        # sort members by group, then by decreasing typicality, then by index
-        order = np.lexsort((members, -typical[members], group[members]))
-        ranked = members[order]
-        first = np.r_[True, group[ranked][1:] != group[ranked][:-1]]
-        return ranked[first].astype(np.int64)
+        return get_issue_type("duplicates").representatives(self)  # type: ignore[attr-defined]
 
-    def issue_mask(self, kinds: str | Sequence[str] | None = None) -> np.ndarray:
+    def issue_mask(self, kinds: str | Sequence[str] | None = None, *, strong_only: bool = False) -> np.ndarray:
         """``bool`` ``(n,)``: images with any of the issues ``kinds`` (default: all checked).
 
         For ``"duplicates"``: every member of a near-duplicate group except its
         representative (:meth:`duplicate_representatives`), i.e. the images one would drop.
+        ``strong_only``: for issue types with a strength (``{kind}_strength`` column), only
+        the flagged images at or above the report's ``{kind}_strong_threshold``.
         """
         mask = np.zeros(len(self), bool)
         for kind in self._kinds(kinds):
-            if kind == "duplicates":
-                dup = self.columns["duplicate_group"] >= 0
-                dup[self.duplicate_representatives()] = False
-                mask |= dup
-            else:
-                mask |= self.columns[f"is_{kind}_issue"].astype(bool)
+            mask |= get_issue_type(kind).flagged(self, strong_only=strong_only)
         return mask
+
+    def strong(self, kind: str) -> np.ndarray:
+        """``bool`` ``(n,)``: images whose ``{kind}_strength`` reaches the strong threshold.
+
+        Raises ``ValueError`` for an issue type without a strength.
+        """
+        (kind,) = self._kinds(kind)
+        issue_type = get_issue_type(kind)
+        if not hasattr(issue_type, "strong"):
+            raise ValueError(f"issue {kind!r} has no strength in this report. Received: kind={kind!r}")
+        return issue_type.strong(self)
 
     def most_suspicious(self, kind: str, k: int | None = 10) -> np.ndarray:
         """Indices of the ``k`` most suspicious images for ``kind`` (``None``: all of them).
@@ -161,19 +179,23 @@ class IssueReport:
         (kind,) = self._kinds(kind)
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0):
             raise ValueError(f"`k` must be None or an integer >= 0. Received: k={k!r}")
-        if kind == "duplicates":
-            idx = np.flatnonzero(self.issue_mask("duplicates"))
-            idx = idx[np.argsort(self.columns["duplicate_group"][idx], kind="stable")]
-        else:
-            idx = np.argsort(self.columns[f"{kind}_score"], kind="stable")
+        idx = get_issue_type(kind).ranking(self)
         return idx[:k].astype(np.int64) if k is not None else idx.astype(np.int64)
 
-    def summary(self) -> dict[str, Any]:
-        """Counts per issue type (and per class when labelled), duplicate groups, parameters.
+    def captions(self, kind: str, indices: Sequence[int]) -> list[str]:
+        """Montage captions of the images ``indices`` for ``kind``."""
+        (kind,) = self._kinds(kind)
+        issue_type = get_issue_type(kind)
+        return [issue_type.caption(self, int(i)) for i in indices]
 
-        Example keys: ``n_images``, ``issues`` (``{kind: n_flagged}``), ``by_class``
-        (``{class_name: {kind: n_flagged}}``), ``duplicates`` (``n_groups``,
-        ``n_images_in_groups``, ``n_redundant``), ``parameters``.
+    def summary(self) -> dict[str, Any]:
+        """Counts per issue type (and per class when labelled), each type's figures, parameters.
+
+        Keys: ``n_images``, ``issues`` (``{kind: n_flagged}``), ``any_issue``, ``by_class``
+        (``{class_name: {kind: n_flagged}}``), one key per issue type with figures of its own
+        (``duplicates``: ``n_groups``, ``n_images_in_groups``, ``n_redundant``;
+        ``strength``: ``{kind: {n_strong, n_weak, strong_threshold_percent}}``),
+        ``checked`` (the issue types, in order), ``class_names`` and ``parameters``.
         """
         out: dict[str, Any] = {
             "n_images": len(self),
@@ -191,13 +213,17 @@ class IssueReport:
                     kind: int(self.issue_mask(kind)[sel].sum()) for kind in self.issues
                 }
             out["by_class"] = by_class
-        if "duplicates" in self.issues:
-            group = self.columns["duplicate_group"]
-            out["duplicates"] = {
-                "n_groups": int(len(np.unique(group[group >= 0]))),
-                "n_images_in_groups": int((group >= 0).sum()),
-                "n_redundant": out["issues"]["duplicates"],
-            }
+        strength = {}
+        for kind in self.issues:
+            extra = get_issue_type(kind).summary(self)
+            if extra and kind == "duplicates":
+                out["duplicates"] = extra
+            elif extra:
+                strength[kind] = extra
+        if strength:
+            out["strength"] = strength
+        out["checked"] = list(self.issues)
+        out["class_names"] = list(self.class_names)
         out["parameters"] = dict(self.parameters)
         return out
 
@@ -213,7 +239,49 @@ class IssueReport:
             writer = csv.writer(fh)
             writer.writerow(names)
             for i in range(len(self)):
-                writer.writerow([_cell(col[i]) for col in cols])
+                writer.writerow([csv_cell(col[i]) for col in cols])
+
+    def save(self, folder: str | os.PathLike[str], extra: Mapping[str, Any] | None = None) -> None:
+        """Write ``issues.csv`` and ``summary.json`` (``{**extra, "issues": summary()}``) into ``folder``.
+
+        Each file is written atomically; ``cellkit inspect --report`` builds the whole folder
+        aside and swaps it in, so the two always belong together there.
+        """
+        folder = Path(folder)
+        self.to_csv(folder / CSV_NAME)
+        atomic_write_json(folder / SUMMARY_NAME, {**dict(extra or {}), "issues": self.summary()})
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> IssueReport:
+        """Read a report that :meth:`save` (or ``cellkit inspect --report``) wrote.
+
+        Raises :class:`~cellkit.errors.DataError` naming the file when it is missing, not a
+        report, or its columns do not match what it says was checked.
+        """
+        folder = Path(folder)
+        csv_path, summary_path = folder / CSV_NAME, folder / SUMMARY_NAME
+        for path in (csv_path, summary_path):
+            if not path.is_file():
+                raise DataError(f"no {path.name} here: expected a folder written by `cellkit inspect --report`",
+                                path=folder)
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            summary = summary.get("issues", summary)
+            issues, parameters = summary["checked"], summary["parameters"]
+            class_names = summary.get("class_names", [])
+            with open(csv_path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.reader(fh))
+            header, rows = rows[0], rows[1:]
+            if any(len(r) != len(header) for r in rows):
+                raise ValueError("rows of different lengths")
+            columns = {name: _parse_column(name, [r[j] for r in rows]) for j, name in enumerate(header)}
+            return cls(columns, issues, parameters, class_names)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise DataError(
+                f"not a cellkit issue report ({type(exc).__name__}: {exc}); expected the issues.csv and "
+                "summary.json that `cellkit inspect --report` writes (an inspection by an older cellkit: inspect again)",
+                path=folder,
+            ) from None
 
     def __str__(self) -> str:
         s = self.summary()
@@ -225,14 +293,7 @@ class IssueReport:
         ]
         for kind in self.issues:
             count = s["issues"][kind]
-            if kind == "duplicates":
-                d = s["duplicates"]
-                setting = (
-                    f"radius {self.parameters.get('duplicate_radius')} bits; "
-                    f"{d['n_groups']} groups, {d['n_images_in_groups']} images"
-                )
-            else:
-                setting = f"threshold {self.parameters.get(f'{kind}_threshold', float('nan')):.3g}"
+            setting = get_issue_type(kind).setting(self)
             lines.append(f"{kind:<16}{count:>11}{100 * count / max(n, 1):>7.2f}%   {setting}")
         if "by_class" in s:
             lines += ["", f"{'class':<16}{'n':>7}" + "".join(f"{k:>16}" for k in self.issues)]
@@ -246,20 +307,16 @@ class IssueReport:
             top = top[self.issue_mask(kind)[top]][:5]  # flagged images only
             if top.size == 0:
                 continue
-            what = "lowest score" if kind in _SCORED else "group"
-            lines += ["", f"Most suspicious for {kind} ({what}):"]
+            issue_type = get_issue_type(kind)
+            lines += ["", f"Most suspicious for {kind}:"]
             for i in top:
-                value = (
-                    f"score {self.columns[f'{kind}_score'][i]:.3f}"
-                    if kind in _SCORED
-                    else f"group {self.columns['duplicate_group'][i]}"
-                )
                 name = f"  {ids[i]}" if ids is not None else ""
-                lines.append(f"  #{i:<7}{value}{name}")
+                lines.append(f"  #{i:<7}{issue_type.describe(self, int(i))}{name}")
         return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A table cell as :meth:`IssueReport.to_csv` writes it (floats in full precision)."""
     if isinstance(value, (np.floating, float)):
         return repr(float(value))
     if isinstance(value, (np.bool_, bool)):
@@ -269,17 +326,27 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _is_fitted(detector: Any) -> bool:
-    return hasattr(detector, "threshold_")
+def _parse_column(name: str, values: list[str]) -> np.ndarray:
+    """A CSV column back to the dtype :meth:`IssueReport.to_csv` wrote it from."""
+    if name in ("id", "class_name"):
+        return np.asarray(values, dtype=str) if values else np.zeros(0, dtype="<U1")
+    if name.startswith("is_"):
+        if not set(values) <= {"True", "False"}:
+            raise ValueError(f"column {name!r} holds values other than True/False")
+        return np.asarray([v == "True" for v in values], dtype=bool)
+    if name in ("index", "label", "duplicate_group"):
+        return np.asarray([int(v) for v in values], dtype=np.int64)
+    return np.asarray([float(v) for v in values], dtype=np.float64)
 
 
 def find_issues(
     dataset_or_images: Dataset | np.ndarray,
     *,
-    issues: str | Sequence[str] = ISSUE_TYPES,
+    issues: str | Sequence[str] | None = None,
     batch_size: int = 1024,
     random_state: int = 0,
     quiet: bool = False,
+    detectors: Mapping[str, Any] | None = None,
     superposition_detector: Any = None,
     color_detector: Any = None,
     duplicate_radius: int = DEFAULT_RADIUS,
@@ -290,14 +357,17 @@ def find_issues(
     Args:
         dataset_or_images: a :class:`~cellkit.data.Dataset` or a ``uint8`` ``(n, h, w, 3)``
             RGB array.
-        issues: the issue types to check, from :data:`ISSUE_TYPES`.
+        issues: the issue types to check (default: every registered one,
+            :func:`~cellkit.quality.issue_types.issue_type_names`).
         batch_size: images per batch (bounds memory).
         random_state: seed of the detectors' self-supervised training.
         quiet: no progress bar.
-        superposition_detector: a fitted detector to use as is, or an unfitted one to fit
-            on the data (default: :class:`~cellkit.quality.superposition.SuperpositionDetector`).
-            Any object with ``fit(images)``, ``score_samples(images)`` and ``threshold_``.
-        color_detector: the same for colour filters (default:
+        detectors: detectors by issue type: a fitted detector is used as is, an unfitted one
+            is fitted on the data (default: each issue type's own). Any object with
+            ``fit(images)``, ``score_samples(images)`` and ``threshold_``.
+        superposition_detector, color_detector: the same, for ``"superposition"`` and
+            ``"color_filter"`` (default:
+            :class:`~cellkit.quality.superposition.SuperpositionDetector`,
             :class:`~cellkit.quality.color.ColorFilterDetector`).
         duplicate_radius: Hamming radius of :func:`~cellkit.quality.duplicates.duplicate_groups`.
         invariant_duplicates: also match flipped/rotated copies.
@@ -311,57 +381,34 @@ def find_issues(
         if isinstance(dataset_or_images, Dataset)
         else Dataset(np.asarray(dataset_or_images))
     )
-    images = ds.images
     n = len(ds)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
+    given = dict(detectors or {})
+    for kind, det in (("superposition", superposition_detector), ("color_filter", color_detector)):
+        if det is not None:
+            given[kind] = det
+    context = CheckContext(
+        batch_size=int(batch_size),
+        random_state=random_state,
+        detectors=given,
+        options={"duplicate_radius": duplicate_radius, "invariant_duplicates": invariant_duplicates},
+    )
     columns: dict[str, np.ndarray] = {
         "index": np.arange(n, dtype=np.int64),
         "id": np.asarray(ds.ids, dtype=str) if n else np.zeros(0, dtype="<U1"),
     }
+    params: dict[str, Any] = {"source": ds.source, "random_state": random_state}
+    for kind in progress(kinds, desc="checking", unit="issue", quiet=quiet):
+        new_columns, new_params = get_issue_type(kind).check(ds.images, context)
+        columns |= new_columns
+        params |= new_params
     if ds.labels is not None:
         columns["label"] = ds.labels.astype(np.int64)
         if ds.class_names:
             columns["class_name"] = np.asarray([ds.class_names[i] for i in ds.labels], dtype=str).reshape(n)
-    params: dict[str, Any] = {"source": ds.source, "random_state": random_state}
-
-    for kind in progress(kinds, desc="checking", unit="issue", quiet=quiet):
-        if kind == "duplicates":
-            hashes = perceptual_hash(images, dihedral=invariant_duplicates, batch_size=batch_size)
-            columns["duplicate_group"] = duplicate_groups(
-                hashes, duplicate_radius, invariant=invariant_duplicates
-            )
-            params["duplicate_radius"] = int(duplicate_radius)
-            params["duplicate_invariant"] = bool(invariant_duplicates)
-            continue
-        det = superposition_detector if kind == "superposition" else color_detector
-        if det is None:
-            det = _default_detector(kind, batch_size, random_state)
-        if _is_fitted(det):
-            scores = det.score_samples(images)
-        else:
-            det.fit(images)
-            scores = getattr(det, "training_scores_", None)
-            if scores is None or len(scores) != n:
-                scores = det.score_samples(images)
-        scores = np.asarray(scores, dtype=np.float64)
-        threshold = float(det.threshold_)
-        columns[f"{kind}_score"] = scores
-        columns[f"is_{kind}_issue"] = scores < threshold
-        params[f"{kind}_threshold"] = threshold
-        params[f"{kind}_detector"] = repr(det)
-    # report order: index, id, issue columns in ISSUE_TYPES order, label, class_name
-    order = ["index", "id"]
-    for kind in ISSUE_TYPES:
-        if kind in kinds:
-            order += ["duplicate_group"] if kind == "duplicates" else [f"{kind}_score", f"is_{kind}_issue"]
+    # report order: index, id, the issue types' columns in registry order, label, class_name
+    order = ["index", "id"] + [c for kind in issue_type_names() if kind in kinds for c in columns
+                               if c in get_issue_type(kind).columns or c.startswith(f"{kind}_")]
     order += [c for c in ("label", "class_name") if c in columns]
-    return IssueReport({c: columns[c] for c in order}, kinds, params, ds.class_names)
-
-
-def _default_detector(kind: str, batch_size: int, random_state: int) -> Any:
-    if kind == "color_filter":
-        return ColorFilterDetector(batch_size=batch_size, random_state=random_state)
-    from cellkit.quality.superposition import SuperpositionDetector
-
-    return SuperpositionDetector(batch_size=batch_size, random_state=random_state)
+    return IssueReport({c: columns[c] for c in dict.fromkeys(order)}, kinds, params, ds.class_names)

@@ -5,7 +5,9 @@
 * :func:`train` (:mod:`cellkit.train.runner`): split, build, two-phase transfer learning or
   one-phase training from scratch, and a run folder of artifacts.
 * :class:`ArrayBatches` (:mod:`cellkit.train.pipeline`): the backend-agnostic input pipeline.
-* :func:`load_model` / :func:`save_model`: ``.keras`` files with cellkit's layers registered.
+* :func:`load_model` / :func:`save_model` (:mod:`cellkit.inference.saving`), :func:`predict_proba`
+  (:mod:`cellkit.inference.predict`) and :func:`evaluate_model` (:mod:`cellkit.evaluate.report`),
+  re-exported here for training scripts.
 
 Example:
     >>> from cellkit.train import Recipe, load_preset
@@ -17,15 +19,16 @@ import sys
 import types
 from typing import Any
 
+from cellkit.evaluate.report import evaluate_model, format_metrics, metrics_from_predictions
+from cellkit.inference.predict import predict_proba
+from cellkit.inference.saving import load_model, save_model
 from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder
 from cellkit.train.devices import distribution_scope, gpu_available, precision_policy
-from cellkit.train.evaluation import evaluate_model, format_metrics, metrics_from_predictions
 from cellkit.train.optim import balanced_class_weights, make_optimizer, make_schedule
-from cellkit.train.pipeline import ArrayBatches, predict_proba
+from cellkit.train.pipeline import ArrayBatches
 from cellkit.train.presets import list_presets, load_preset, resolve_recipe
 from cellkit.train.recipe import Phase, Recipe, RecipeError, load_recipe
 from cellkit.train.runner import TrainingInterrupted, TrainResult, build_training_model, load_run, train
-from cellkit.train.saving import load_model, save_model
 
 __all__ = [
     "ArrayBatches",

@@ -10,7 +10,8 @@ Training order is reproducible: the order of epoch ``e`` is a permutation drawn 
 ``numpy.random.default_rng([seed, e])`` -- it depends only on the seed and the epoch, not on
 how many batches were read before (Keras reads a couple of batches ahead to learn their
 shapes). Batch mixing (CutMix / MixUp from :mod:`cellkit.augment`) is seeded the same way,
-per ``(seed, epoch, batch)``.
+per ``(seed, epoch, batch)``. Prediction (images only, in order) is
+:func:`cellkit.inference.predict_proba`.
 
 Example:
     >>> import numpy as np
@@ -28,7 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["ArrayBatches", "predict_proba"]
+__all__ = ["ArrayBatches"]
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -137,21 +138,3 @@ class ArrayBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self._order = self._epoch_order()
-
-
-def predict_proba(model: keras.Model, images: np.ndarray, indices: Sequence[int] | np.ndarray | None = None,
-                  batch_size: int = 256) -> np.ndarray:
-    """Class probabilities ``(n, k)`` of ``model`` for ``images[indices]``, batch by batch (no float copy).
-
-    Example:
-        >>> import keras, numpy as np
-        >>> inp = keras.Input((4, 4, 3)); out = keras.layers.Dense(2, activation="softmax")(
-        ...     keras.layers.Flatten()(inp))
-        >>> predict_proba(keras.Model(inp, out), np.zeros((5, 4, 4, 3), np.uint8), batch_size=2).shape
-        (5, 2)
-    """
-    batches = ArrayBatches(images, indices=indices, batch_size=batch_size)
-    if len(batches) == 0:
-        k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else 0
-        return np.zeros((0, k), dtype=np.float32)
-    return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)

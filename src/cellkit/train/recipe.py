@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from cellkit._io import atomic_write_text
-from cellkit._tta_spec import TTA_SPECS
 from cellkit.errors import CellkitError
+from cellkit.inference import TTA_SPECS
 
 __all__ = [
     "AUGMENTATION_POLICIES",
@@ -345,7 +345,7 @@ class Recipe:
             statistics of the trainable batch-norm layers before every validation and at the
             end (:mod:`cellkit.train.precise_bn`); 0 keeps the moving averages of training.
         tta: test-time augmentation built into the saved ``model.keras`` (one of
-            :data:`TTA_SPECS`, see :mod:`cellkit.tta`): the test metrics are those of the
+            :data:`TTA_SPECS`, see :mod:`cellkit.inference.tta`): the test metrics are those of the
             model with TTA, and ``metrics.json`` also records them without it.
         batch_size: images per training step.
         val, test: validation and test fractions of the stratified split (the report's

@@ -12,8 +12,8 @@ A run writes one folder (``out``); every file is written atomically:
 ``best.keras``             the best model so far (lowest validation loss), rewritten at
                            every improvement: Ctrl-C or a crash never loses it
 ``model.keras``            the final model: the best weights over the whole run (inside the recipe's
-                           test-time augmentation when ``tta`` is set: :mod:`cellkit.tta`)
-``metrics.json``           test metrics (:mod:`cellkit.train.evaluation`)
+                           test-time augmentation when ``tta`` is set: :mod:`cellkit.inference.tta`)
+``metrics.json``           test metrics (:mod:`cellkit.evaluate.report`)
 ``confusion_matrix.png``   test confusion matrix
 ``training_curves.png``    loss, accuracy and learning rate per epoch
 =========================  ===========================================================
@@ -37,8 +37,8 @@ Example:
     >>> from cellkit.train import Phase, Recipe, train
     >>> recipe = Recipe(backbone="baseline", augmentation="none",
     ...                 phases=(Phase("scratch", epochs=1, optimizer="adamw", learning_rate=1e-3),))
-    >>> result = train(cellkit.load("sample"), recipe, tempfile.mkdtemp(), quiet=True)  # doctest: +SKIP
-    >>> sorted(p.name for p in result.run_dir.iterdir())  # doctest: +SKIP
+    >>> result = train(cellkit.load("sample"), recipe, tempfile.mkdtemp(), quiet=True)
+    >>> sorted(p.name for p in result.run_dir.iterdir())
     ['best.keras', 'confusion_matrix.png', 'history.csv', 'metrics.json', 'model.keras', ...]
 """
 
@@ -62,14 +62,14 @@ from cellkit.augment import describe_policy
 from cellkit.data import Dataset
 from cellkit.data.split import Split, stratified_split
 from cellkit.errors import CellkitError, DataError
+from cellkit.evaluate.report import evaluate_model
+from cellkit.inference.saving import save_model
 from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder, TimeLimit
 from cellkit.train.devices import DistributionInfo, distribution_scope, gpu_available, precision_policy
-from cellkit.train.evaluation import evaluate_model
 from cellkit.train.optim import class_weight_vector, make_optimizer
 from cellkit.train.pipeline import ArrayBatches
 from cellkit.train.precise_bn import PreciseBatchNorm
 from cellkit.train.recipe import Phase, Recipe
-from cellkit.train.saving import save_model
 
 __all__ = [
     "RUN_FILES",
@@ -409,7 +409,7 @@ def _finish(
     precise: PreciseBatchNorm | None = None,
 ) -> TrainResult:
     """Restore the best weights and write model, metrics and figures; update ``run.json``."""
-    from cellkit.plots import plot_confusion_matrix, plot_history
+    from cellkit.evaluate.plots import plot_confusion_matrix, plot_history
 
     status = "interrupted" if interrupted else "complete"
     has_best = checkpoint is not None and checkpoint.restore()
@@ -420,7 +420,7 @@ def _finish(
     best_epoch = checkpoint.best_epoch + 1 if has_best and checkpoint.best_epoch is not None else None
     if has_best and classifier is not None:
         if recipe.tta != "none":
-            from cellkit.tta import with_tta
+            from cellkit.inference.tta import with_tta
 
             final = with_tta(classifier, recipe.tta)
         save_model(final, run_dir / "model.keras")
@@ -480,9 +480,9 @@ def load_run(run_dir: str | os.PathLike[str], *, model: bool = True) -> TrainRes
     """
     import json
 
+    from cellkit.inference.saving import load_model
     from cellkit.train.callbacks import read_history
     from cellkit.train.recipe import load_recipe
-    from cellkit.train.saving import load_model
 
     folder = Path(run_dir)
     for name in ("run.json", "recipe.json", "split.json", "history.csv"):

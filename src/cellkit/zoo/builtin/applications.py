@@ -24,7 +24,7 @@ into the Keras cache (``~/.keras/models``); nothing downloads with ``weights=Non
 
 Example:
     >>> spec = next(s for s in SPECS if s.name == "mobilenetv3_small")
-    >>> spec.builder((96, 96, 3), None).output.shape  # doctest: +SKIP
+    >>> spec.builder((96, 96, 3), None).output.shape
     (None, 3, 3, 576)
 """
 

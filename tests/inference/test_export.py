@@ -15,7 +15,7 @@ import pytest
 
 from cellkit._outputs import MANIFEST
 from cellkit.errors import CellkitError
-from cellkit.export import export_submission
+from cellkit.inference.export import export_submission
 from cellkit.train import predict_proba, save_model
 
 # Runs model.py from DIR on X.npy in a fresh interpreter and saves its outputs; with
@@ -121,7 +121,7 @@ def test_export_overwrite_replaces_only_an_earlier_export_and_only_when_complete
     export_submission(model, folder, saved_model=False)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     # A failure while the new export is built leaves the earlier one whole.
-    monkeypatch.setattr("cellkit.export._render", lambda info: 1 / 0)
+    monkeypatch.setattr("cellkit.inference.export._render", lambda info: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         export_submission(model, folder, saved_model=False, overwrite=True)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
@@ -145,7 +145,7 @@ def test_export_never_removes_its_input(model, tmp_path, source, out):
 
 
 def test_exported_tta_model_applies_its_views_without_cellkit(model, images, tmp_path):
-    from cellkit.tta import with_tta
+    from cellkit.inference.tta import with_tta
 
     folder = tmp_path / "submission"
     info = export_submission(model, folder, tta="d4")

@@ -10,7 +10,7 @@ occur in ``y_true`` or ``y_pred`` (scikit-learn's default label set).
 (the arg-max is taken).
 
 Example:
-    >>> from cellkit.metrics import accuracy, f1_score
+    >>> from cellkit.evaluate.metrics import accuracy, f1_score
     >>> y_true, y_pred = [0, 0, 1, 1], [0, 1, 1, 1]
     >>> accuracy(y_true, y_pred)
     0.75

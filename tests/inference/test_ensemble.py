@@ -1,4 +1,4 @@
-"""Tests for cellkit.ensemble (run them under KERAS_BACKEND=tensorflow and jax)."""
+"""Tests for cellkit.inference.ensemble (run them under KERAS_BACKEND=tensorflow and jax)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from cellkit.ensemble import (
+from cellkit.inference.ensemble import (
     METHODS,
     AveragePredictions,
     TestTimeAugmentation,

@@ -20,8 +20,8 @@ Example:
     >>> import keras, tempfile, pathlib
     >>> inp = keras.Input((8, 8, 3))
     >>> out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inp))
-    >>> info = export_submission(keras.Model(inp, out), pathlib.Path(tempfile.mkdtemp()) / "sub")  # doctest: +SKIP
-    >>> info["loader"]  # doctest: +SKIP
+    >>> info = export_submission(keras.Model(inp, out), pathlib.Path(tempfile.mkdtemp()) / "sub")
+    >>> info["loader"]
     'saved_model'
 """
 
@@ -84,7 +84,7 @@ class Model:
             self._loaded = tf.saved_model.load(saved)  # keep it: serve() references its variables
             self._serve = self._loaded.serve
         else:
-            import cellkit.train.saving as saving  # registers cellkit's layers; loads with safe_mode
+            import cellkit.inference.saving as saving  # registers cellkit's layers; loads with safe_mode
 
             self._keras_model = saving.load_model(os.path.join(_HERE, "model.keras"))
 
@@ -138,14 +138,14 @@ def export_submission(
             refused, and the old export is removed only after the new one is complete.
         batch_size: images per prediction batch in ``model.py``.
         saved_model: also write the TensorFlow SavedModel (the cellkit-free loader).
-        tta: wrap the model in test-time augmentation first (a :mod:`cellkit.tta`
+        tta: wrap the model in test-time augmentation first (a :mod:`cellkit.inference.tta`
             specification such as ``"d4"``); the views are traced into the SavedModel, so
             ``model.py`` applies them without cellkit. ``None``: export the model as it is
             (a model trained with a recipe's ``tta`` already holds its views).
     """
     import keras
 
-    from cellkit.train.saving import load_model, resolve_model_path
+    from cellkit.inference.saving import load_model, resolve_model_path
 
     source = None
     inputs: list[Any] = []
@@ -156,7 +156,7 @@ def export_submission(
     folder = OutputFolder(out, inputs=inputs, overwrite=overwrite, owned=EXPORT_FILES, kind="export")
     if source is not None:
         model = load_model(source)
-    from cellkit.tta import parse_tta, with_tta
+    from cellkit.inference.tta import parse_tta, with_tta
 
     views = parse_tta(tta)
     if views is not None:

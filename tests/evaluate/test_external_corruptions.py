@@ -14,14 +14,14 @@ import keras
 import numpy as np
 import pytest
 
-from cellkit import external_corruptions
 from cellkit.data import Dataset
-from cellkit.external_corruptions import (
+from cellkit.evaluate import external as external_corruptions
+from cellkit.evaluate.external import (
     EXTERNAL_CORRUPTIONS,
     evaluate_external_robustness,
     external_corrupt,
 )
-from cellkit.robustness import RobustnessReport
+from cellkit.evaluate.robustness import RobustnessReport
 
 # frost blends in a photo of frost: on the bright blood-cell background its severity-1
 # setting (image + 0.4 frost, saturating) moves pixels about as far as severity 5's.

@@ -17,7 +17,7 @@ A TTA specification is a string ``"<views>[+color]"``:
 
 :func:`with_tta` wraps a classifier into one model ``images -> averaged probabilities``;
 :class:`TestTimeAugmentation` and :class:`ViewAverage` are the two layers it uses (the
-ensemble of :mod:`cellkit.ensemble` uses them too). Every view is computed with
+ensemble of :mod:`cellkit.inference.ensemble` uses them too). Every view is computed with
 ``keras.ops``, so the model runs on every backend and an exported ``model.py`` (a traced
 SavedModel) applies the same views.
 
@@ -40,7 +40,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from cellkit._tta_spec import COLOR_FACTORS, TTA_MODES, TTA_SPECS, num_views, parse_tta
+from cellkit.inference._tta_spec import COLOR_FACTORS, TTA_MODES, TTA_SPECS, num_views, parse_tta
 
 __all__ = [
     "COLOR_FACTORS",

@@ -1,9 +1,13 @@
 """Save and load cellkit models: ``.keras`` files written atomically, read with ``safe_mode=True``.
 
-Loading first imports every cellkit module that defines serialisable Keras classes (the
-high-pass and stain-normalisation layers, the TTA and ensemble layers, the zoo and its
-plugins), so a model that uses them loads without the caller importing anything. A run folder may be given for its
-``model.keras``.
+Every saveable Keras class of cellkit (high-pass, normalisation and batch-norm layers,
+augmentation layers, the TTA and ensemble layers) is registered under the ``"cellkit"``
+package by the module that defines it (``keras.saving.register_keras_serializable``).
+:data:`CUSTOM_OBJECT_MODULES` is the one list of those modules: ``import cellkit`` imports
+them as soon as Keras is imported (:mod:`cellkit._keras_hook`), so plain
+``keras.models.load_model`` loads a model holding cellkit's layers, and :func:`load_model`
+imports them too, with the layers of the installed zoo plugins. A run folder may be given
+for its ``model.keras``.
 
 Example:
     >>> import keras, tempfile, pathlib
@@ -27,25 +31,40 @@ import keras
 from cellkit._io import atomic_path
 from cellkit.errors import CellkitError, DataError
 
-__all__ = ["CUSTOM_OBJECT_MODULES", "load_model", "register_custom_objects", "resolve_model_path", "save_model"]
+__all__ = [
+    "CUSTOM_OBJECT_MODULES",
+    "load_model",
+    "register_cellkit_objects",
+    "register_custom_objects",
+    "resolve_model_path",
+    "save_model",
+]
 
-#: Modules whose import registers cellkit's serialisable Keras classes.
+#: The modules that define cellkit's saveable Keras classes; importing one registers its
+#: classes under the ``"cellkit"`` package. A new module with a saveable class goes here
+#: (``tests/inference/test_saving.py`` finds every Keras layer class defined in cellkit and
+#: fails for one that ``import cellkit`` does not register).
 CUSTOM_OBJECT_MODULES: tuple[str, ...] = (
-    "cellkit.layers", "cellkit.layers.stain_norm", "cellkit.tta", "cellkit.ensemble", "cellkit.augment", "cellkit.zoo",
+    "cellkit.layers", "cellkit.augment", "cellkit.inference.tta", "cellkit.inference.ensemble",
 )
 
 
 _NOT_KERAS = "not a valid .keras file (damaged or truncated zip; expected a model saved by Keras or cellkit)"
 
 
-def register_custom_objects() -> None:
-    """Import the modules of :data:`CUSTOM_OBJECT_MODULES` and the installed zoo plugins."""
+def register_cellkit_objects() -> None:
+    """Import the modules of :data:`CUSTOM_OBJECT_MODULES`: cellkit's own classes register with Keras."""
     for name in CUSTOM_OBJECT_MODULES:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:  # an optional part not present in this installation
             if exc.name != name:
                 raise
+
+
+def register_custom_objects() -> None:
+    """Register cellkit's classes (:func:`register_cellkit_objects`) and the installed zoo plugins'."""
+    register_cellkit_objects()
     zoo = importlib.import_module("cellkit.zoo")
     try:
         zoo.list_backbones()  # loads plugin entry points: their layers register on import

@@ -11,7 +11,7 @@ is measured on shifts the model was not trained to absorb.
 Example:
     >>> import numpy as np
     >>> from cellkit.data import Dataset
-    >>> from cellkit.robustness import evaluate_robustness
+    >>> from cellkit.evaluate.robustness import evaluate_robustness
     >>> x = np.concatenate([np.full((5, 16, 16, 3), 60, np.uint8), np.full((5, 16, 16, 3), 200, np.uint8)])
     >>> ds = Dataset(x, labels=np.repeat([0, 1], 5))
     >>> bright = lambda images: (images.mean(axis=(1, 2, 3)) > 128).astype(int)  # labels, not scores
@@ -260,7 +260,7 @@ def _accuracy_grid(
     """Clean accuracy and accuracy per corruption x severity, in chunks of ``CORRUPTION_CHUNK``.
 
     ``corrupt_chunk(batch, name, severity, chunk_index, first_image_index)`` corrupts one chunk;
-    shared by this suite and :mod:`cellkit.external_corruptions`.
+    shared by this suite and :mod:`cellkit.evaluate.external`.
     """
     n = len(labels)
 

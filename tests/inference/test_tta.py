@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 import cellkit
 from cellkit.cli import main
 from cellkit.data import Dataset
+from cellkit.inference.tta import (
+    COLOR_FACTORS,
+    TTA_SPECS,
+    TestTimeAugmentation,
+    num_views,
+    parse_tta,
+    with_tta,
+)
 from cellkit.train import Phase, Recipe, RecipeError, load_model, predict_proba, save_model, train
-from cellkit.tta import COLOR_FACTORS, TTA_SPECS, TestTimeAugmentation, num_views, parse_tta, with_tta
 
 
 def _np(x):

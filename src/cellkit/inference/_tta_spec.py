@@ -1,6 +1,6 @@
 """TTA specifications (``"d4"``, ``"flips+color"``, ...): parsing without importing Keras.
 
-The layers live in :mod:`cellkit.tta`; recipes and the command line validate a
+The layers live in :mod:`cellkit.inference.tta`; recipes and the command line validate a
 specification with this module alone, so ``cellkit --help`` and recipe checks stay fast.
 
 Example:

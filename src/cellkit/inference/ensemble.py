@@ -18,7 +18,7 @@ module is imported (its layers are registered under the ``cellkit`` package).
 
 Example:
     >>> import numpy as np
-    >>> from cellkit.ensemble import average_predictions
+    >>> from cellkit.inference.ensemble import average_predictions
     >>> p1 = np.array([[0.9, 0.1], [0.4, 0.6]])
     >>> p2 = np.array([[0.7, 0.3], [0.8, 0.2]])
     >>> average_predictions([p1, p2]).round(2).tolist()
@@ -37,7 +37,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from cellkit.tta import TTA_MODES, TestTimeAugmentation, ViewAverage, check_square, num_views, parse_tta
+from cellkit.inference.tta import (
+    TTA_MODES,
+    TestTimeAugmentation,
+    ViewAverage,
+    check_square,
+    num_views,
+    parse_tta,
+)
 
 __all__ = [
     "METHODS",
@@ -199,7 +206,7 @@ def build_ensemble(
             ``(k,)`` probability output. They are used as they are (not copied, not modified).
         method: one of :data:`METHODS`.
         weights: optional weight per member (required by ``"weighted"``).
-        tta: ``False``, ``True`` (= ``"flips"``) or a TTA specification of :mod:`cellkit.tta`
+        tta: ``False``, ``True`` (= ``"flips"``) or a TTA specification of :mod:`cellkit.inference.tta`
             (``"d4"``, ``"flips+color"``, ...); each member's probabilities are averaged over
             the views before the members are combined.
         name: name of the returned model.

@@ -1,4 +1,4 @@
-"""Tests for cellkit.metrics against hand-computed values (scikit-learn's definitions)."""
+"""Tests for cellkit.evaluate.metrics against hand-computed values (scikit-learn's definitions)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cellkit.metrics import (
+from cellkit.evaluate.metrics import (
     accuracy,
     classification_report,
     confusion_matrix,
@@ -141,7 +141,7 @@ def test_bad_average_and_names():
 
 
 def test_roc_auc_matches_pairwise_definition():
-    from cellkit.metrics import roc_auc
+    from cellkit.evaluate.metrics import roc_auc
 
     rng = np.random.default_rng(0)
     pos = rng.random(60) < 0.3

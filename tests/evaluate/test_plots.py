@@ -1,4 +1,4 @@
-"""Tests for cellkit.plots: valid PNG output of sensible size, atomic writes, input errors."""
+"""Tests for cellkit.evaluate.plots: valid PNG output of sensible size, atomic writes, input errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cellkit.plots import plot_confusion_matrix, plot_history
+from cellkit.evaluate.plots import plot_confusion_matrix, plot_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"]

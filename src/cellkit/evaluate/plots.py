@@ -5,7 +5,7 @@ display needed) and written atomically: a failure never leaves a partial file be
 
 Example:
     >>> import tempfile, pathlib
-    >>> from cellkit.plots import plot_history
+    >>> from cellkit.evaluate.plots import plot_history
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "history.png"
     >>> plot_history({"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]}, out).name
     'history.png'

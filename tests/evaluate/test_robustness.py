@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from cellkit import robustness
 from cellkit.corrupt.suite import EVALUATION_FAMILIES, corrupt
 from cellkit.data import Dataset
 from cellkit.errors import DataError
-from cellkit.robustness import RobustnessReport, evaluate_robustness
+from cellkit.evaluate import robustness
+from cellkit.evaluate.robustness import RobustnessReport, evaluate_robustness
 
 # Brightness gains of severities 1..5: down (0.85, 0.72, 0.6, 0.48, 0.36), up (1.1 ... 1.7).
 # Dark images (60) stay dark under both; bright ones (200) stay bright going up, and fall

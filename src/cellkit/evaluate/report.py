@@ -22,8 +22,8 @@ import keras
 import numpy as np
 
 from cellkit.errors import DataError
-from cellkit.metrics import classification_report
-from cellkit.train.pipeline import predict_proba
+from cellkit.evaluate.metrics import classification_report
+from cellkit.inference.predict import predict_proba
 
 __all__ = ["check_input_size", "evaluate_model", "format_metrics", "metrics_from_predictions"]
 

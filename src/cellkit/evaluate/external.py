@@ -10,7 +10,7 @@ Nothing in cellkit trains or augments with it; install it for evaluation only::
 
 :func:`external_corrupt` applies one corruption to a ``uint8`` batch, deterministically;
 :func:`evaluate_external_robustness` returns the same
-:class:`~cellkit.robustness.RobustnessReport` as :func:`~cellkit.robustness.evaluate_robustness`
+:class:`~cellkit.evaluate.robustness.RobustnessReport` as :func:`~cellkit.evaluate.robustness.evaluate_robustness`
 (table, JSON, heat map), with every corruption marked held out.
 
 Compatibility: ``imagecorruptions`` 1.1.2 (its latest release) predates scikit-image 0.19
@@ -25,7 +25,7 @@ caller's global state is restored afterwards (so this is not thread-safe).
 
 Example:
     >>> import numpy as np
-    >>> from cellkit.external_corruptions import EXTERNAL_CORRUPTIONS, external_corrupt
+    >>> from cellkit.evaluate.external import EXTERNAL_CORRUPTIONS, external_corrupt
     >>> len(EXTERNAL_CORRUPTIONS), EXTERNAL_CORRUPTIONS[0]
     (19, 'gaussian_noise')
     >>> x = np.full((2, 96, 96, 3), 128, np.uint8)
@@ -51,7 +51,7 @@ import numpy as np
 from cellkit.corrupt._batch import check_batch, check_severity
 from cellkit.data import Dataset
 from cellkit.data.split import stratified_split
-from cellkit.robustness import RobustnessReport, _accuracy_grid, _as_dataset, _as_predictor
+from cellkit.evaluate.robustness import RobustnessReport, _accuracy_grid, _as_dataset, _as_predictor
 
 __all__ = [
     "EXTERNAL_CORRUPTIONS",
@@ -100,7 +100,7 @@ def _load_corruptions() -> ModuleType:
             return importlib.import_module("imagecorruptions.corruptions")
     except ImportError as exc:
         raise ImportError(
-            f"cellkit.external_corruptions needs the `imagecorruptions` package: {_INSTALL_HINT}. "
+            f"cellkit.evaluate.external needs the `imagecorruptions` package: {_INSTALL_HINT}. "
             f"Received: {type(exc).__name__}: {exc}"
         ) from exc
 
@@ -280,9 +280,9 @@ def evaluate_external_robustness(
 ) -> RobustnessReport:
     """Accuracy of a classifier clean and under each ImageNet-C corruption and severity.
 
-    The counterpart of :func:`cellkit.robustness.evaluate_robustness` with the corruptions
+    The counterpart of :func:`cellkit.evaluate.robustness.evaluate_robustness` with the corruptions
     of ``imagecorruptions`` (:func:`external_corrupt`); it returns the same
-    :class:`~cellkit.robustness.RobustnessReport`, every corruption marked held out.
+    :class:`~cellkit.evaluate.robustness.RobustnessReport`, every corruption marked held out.
 
     Args:
         model_or_predict_fn: a Keras model (``predict`` on float32 images 0-255, then

@@ -1,0 +1,64 @@
+"""Class probabilities of a model for a ``uint8`` image array, batch by batch, on every backend.
+
+:func:`predict_proba` feeds ``images[indices]`` to ``model.predict`` one batch at a time
+(a :class:`keras.utils.PyDataset` gathers each batch, still ``uint8``): no float copy of the
+dataset is ever made; the models cast to float inside. Training batches (labels, shuffling,
+mixing, class weights) are :class:`cellkit.train.pipeline.ArrayBatches`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = ["predict_proba"]
+
+
+class _ImageBatches(keras.utils.PyDataset):
+    """Batches ``(images[idx],)`` of ``images[indices]`` in order (the last one smaller)."""
+
+    def __init__(self, images: np.ndarray, indices: Sequence[int] | np.ndarray | None, batch_size: int,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(images, np.ndarray) or images.ndim != 4:
+            got = f"shape={getattr(images, 'shape', None)}" if isinstance(images, np.ndarray) else type(images).__name__
+            raise ValueError(f"images must be an array (n, h, w, c). Received: images with {got}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+        self.images = images
+        self.indices = (
+            np.arange(images.shape[0], dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        )
+        if self.indices.ndim != 1 or (self.indices.size and (self.indices.min() < 0 or self.indices.max() >= len(images))):
+            raise ValueError(f"indices must be a 1-D array of image indices in [0, {len(images)}). "
+                             f"Received: indices with shape={self.indices.shape}")
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-self.indices.size // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index out of range. Received: index={index}, batches={len(self)}")
+        return (self.images[self.indices[index * self.batch_size : (index + 1) * self.batch_size]],)
+
+
+def predict_proba(model: keras.Model, images: np.ndarray, indices: Sequence[int] | np.ndarray | None = None,
+                  batch_size: int = 256) -> np.ndarray:
+    """Class probabilities ``(n, k)`` of ``model`` for ``images[indices]``, batch by batch (no float copy).
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inp = keras.Input((4, 4, 3)); out = keras.layers.Dense(2, activation="softmax")(
+        ...     keras.layers.Flatten()(inp))
+        >>> predict_proba(keras.Model(inp, out), np.zeros((5, 4, 4, 3), np.uint8), batch_size=2).shape
+        (5, 2)
+    """
+    batches = _ImageBatches(images, indices, batch_size)
+    if len(batches) == 0:
+        k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else 0
+        return np.zeros((0, k), dtype=np.float32)
+    return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)

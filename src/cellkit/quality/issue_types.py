@@ -1,0 +1,390 @@
+"""The issue types cellkit checks, in one registry: how each is found, flagged, ranked and shown.
+
+An issue type (cleanvision calls them issue managers) owns everything about one kind of
+data-quality issue: which images it needs, the report columns it writes, which images it
+flags (and which of those a strong-only clean removes), how it ranks images for the montage
+and what it prints. :func:`~cellkit.quality.report.find_issues`, :class:`IssueReport
+<cellkit.quality.report.IssueReport>`, ``cellkit inspect`` and ``cellkit clean`` iterate the
+registry, so **a new issue type is one module defining an** :class:`IssueType` **subclass,
+plus one** :func:`register_issue_type` **call**; nothing else changes.
+
+Two shapes cover the built-in types:
+
+* :class:`ScoredIssue`: a detector with scikit-learn's outlier surface scores every image
+  (``{name}_score`` in ``[0, 1]``, lower = more likely an issue; ``is_{name}_issue``), and
+  optionally a strength (``{name}_strength``) that separates strong issues from mild ones;
+* :class:`DuplicatesIssue`: groups of near-copies (``duplicate_group``); every member but
+  the group's most typical image is an issue.
+
+Example:
+    >>> from cellkit.quality.issue_types import get_issue_type, issue_type_names
+    >>> issue_type_names()
+    ('superposition', 'color_filter', 'duplicates')
+    >>> get_issue_type("color_filter").columns
+    ('color_filter_score', 'is_color_filter_issue')
+    >>> get_issue_type("blur")
+    Traceback (most recent call last):
+    ...
+    ValueError: `name` must be a registered issue type, one of ('superposition', 'color_filter', 'duplicates'). Received: name='blur'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from cellkit.data.dataset import Dataset
+from cellkit.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cellkit.quality.report import IssueReport
+
+__all__ = [
+    "CheckContext",
+    "DuplicatesIssue",
+    "IssueType",
+    "MIN_DETECTOR_IMAGES",
+    "MIN_DUPLICATE_SIZE",
+    "ScoredIssue",
+    "check_inputs",
+    "get_issue_type",
+    "issue_type_names",
+    "register_issue_type",
+]
+
+#: Fewest images the fitted detectors (superposition, colour filter) fit on.
+MIN_DETECTOR_IMAGES = 20
+#: Smallest side the perceptual hash of the duplicate finder accepts.
+MIN_DUPLICATE_SIZE = 8
+
+
+@dataclass
+class CheckContext:
+    """What :func:`~cellkit.quality.report.find_issues` passes to every issue type's ``check``.
+
+    Attributes:
+        batch_size: images per batch (bounds memory).
+        random_state: seed of the detectors' self-supervision.
+        detectors: detectors given by the caller, by issue type (fitted: used as they are;
+            unfitted: fitted on the images).
+        options: issue-type specific settings (``duplicate_radius``, ``invariant_duplicates``).
+    """
+
+    batch_size: int = 1024
+    random_state: int = 0
+    detectors: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class IssueType:
+    """One kind of data-quality issue. Subclass it, then :func:`register_issue_type`.
+
+    Class attributes: ``name`` (the issue type's name in reports, ``--remove`` and file
+    names), ``description`` (one line), ``removed_by_default`` (whether ``cellkit clean``
+    removes it without ``--remove``).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    removed_by_default: ClassVar[bool] = True
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The report columns this issue type always writes."""
+        raise NotImplementedError
+
+    def check_input(self, dataset: Dataset) -> None:
+        """:class:`~cellkit.errors.DataError` if the images cannot be checked (default: any can)."""
+
+    def check(self, images: np.ndarray, context: CheckContext) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Check ``images``: the columns to add to the report and the parameters to record."""
+        raise NotImplementedError
+
+    def flagged(self, report: IssueReport, strong_only: bool = False) -> np.ndarray:
+        """``bool`` ``(n,)``: the images with this issue (``strong_only``: its strong ones)."""
+        raise NotImplementedError
+
+    def ranking(self, report: IssueReport) -> np.ndarray:
+        """Image indices, most suspicious first (the montage's order)."""
+        raise NotImplementedError
+
+    def setting(self, report: IssueReport) -> str:
+        """What the printed report says of the setting (threshold, radius, groups...)."""
+        raise NotImplementedError
+
+    def describe(self, report: IssueReport, index: int) -> str:
+        """One image's value as printed in the report (``score 0.123``, ``group 4``)."""
+        raise NotImplementedError
+
+    def caption(self, report: IssueReport, index: int) -> str:
+        """One image's caption under it in the montage (short: about 12 characters)."""
+        return self.describe(report, index)
+
+    def summary(self, report: IssueReport) -> dict[str, Any] | None:
+        """Extra figures for ``IssueReport.summary()[name]`` (``None``: none)."""
+        return None
+
+
+class ScoredIssue(IssueType):
+    """An issue scored per image by a detector with scikit-learn's outlier surface.
+
+    Subclasses set ``name`` and implement :meth:`default_detector`. A detector with a
+    ``strength(images)`` method, a ``strong_threshold`` and (after ``fit``) a
+    ``training_strength_`` also fills ``{name}_strength``; then ``strong_only`` keeps the
+    flagged images at or above the threshold.
+    """
+
+    def default_detector(self, context: CheckContext) -> Any:
+        """The detector to fit when the caller gives none."""
+        raise NotImplementedError
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"{self.name}_score", f"is_{self.name}_issue")
+
+    def check_input(self, dataset: Dataset) -> None:
+        from cellkit.quality.features import MIN_SIZE
+
+        n, h, w = len(dataset), int(dataset.images.shape[1]), int(dataset.images.shape[2])
+        if n < MIN_DETECTOR_IMAGES:
+            raise DataError(
+                f"{n} images are too few for the quality detectors (expected at least {MIN_DETECTOR_IMAGES})",
+                path=dataset.source,
+            )
+        if h < MIN_SIZE or w < MIN_SIZE or h % 8 or w % 8:
+            raise DataError(
+                f"images of {h}x{w} (HxW) are too small for the quality detectors (expected at least "
+                f"{MIN_SIZE}x{MIN_SIZE} with sides divisible by 8; pass --size {max(MIN_SIZE, h + -h % 8)}x"
+                f"{max(MIN_SIZE, w + -w % 8)} to resize them)",
+                path=dataset.source,
+            )
+
+    def check(self, images: np.ndarray, context: CheckContext) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        det = context.detectors.get(self.name)
+        if det is None:
+            det = self.default_detector(context)
+        fitted_here = not hasattr(det, "threshold_")
+        scores = None
+        if fitted_here:
+            det.fit(images)
+            scores = getattr(det, "training_scores_", None)
+        if scores is None or len(scores) != len(images):
+            scores = det.score_samples(images)
+        scores = np.asarray(scores, dtype=np.float64)
+        threshold = float(det.threshold_)
+        columns = {f"{self.name}_score": scores, f"is_{self.name}_issue": scores < threshold}
+        params: dict[str, Any] = {f"{self.name}_threshold": threshold, f"{self.name}_detector": repr(det)}
+        if hasattr(det, "strength") and hasattr(det, "strong_threshold"):
+            # Fitted on these very images: each image left out of its own neighbours.
+            strength = getattr(det, "training_strength_", None) if fitted_here else None
+            if strength is None or len(strength) != len(images):
+                strength = det.strength(images)
+            columns[f"{self.name}_strength"] = np.asarray(strength, dtype=np.float64)
+            params[f"{self.name}_strong_threshold"] = float(det.strong_threshold)
+        return columns, params
+
+    def has_strength(self, report: IssueReport) -> bool:
+        return f"{self.name}_strength" in report.columns and f"{self.name}_strong_threshold" in report.parameters
+
+    def strong(self, report: IssueReport) -> np.ndarray:
+        if not self.has_strength(report):
+            raise ValueError(f"issue {self.name!r} has no strength in this report. Received: kind={self.name!r}")
+        return report.columns[f"{self.name}_strength"] >= float(report.parameters[f"{self.name}_strong_threshold"])
+
+    def flagged(self, report: IssueReport, strong_only: bool = False) -> np.ndarray:
+        mask = report.columns[f"is_{self.name}_issue"].astype(bool)
+        return mask & self.strong(report) if strong_only and self.has_strength(report) else mask
+
+    def ranking(self, report: IssueReport) -> np.ndarray:
+        return np.argsort(report.columns[f"{self.name}_score"], kind="stable")
+
+    def setting(self, report: IssueReport) -> str:
+        text = f"threshold {report.parameters.get(f'{self.name}_threshold', float('nan')):.3g}"
+        extra = self.summary(report)
+        if extra:
+            text += (
+                f"; {extra['n_strong']} strong, {extra['n_weak']} weak "
+                f"(strength >= {extra['strong_threshold_percent']:g}%)"
+            )
+        return text
+
+    def describe(self, report: IssueReport, index: int) -> str:
+        return f"score {report.columns[f'{self.name}_score'][index]:.3f}"
+
+    def caption(self, report: IssueReport, index: int) -> str:
+        cols = report.columns
+        mark = "!" if cols[f"is_{self.name}_issue"][index] else " "
+        text = f"{mark}{cols[f'{self.name}_score'][index]:.3f}"
+        if f"{self.name}_strength" in cols:
+            return text + f" s{cols[f'{self.name}_strength'][index]:.1f}"
+        return text + f" #{int(index)}"
+
+    def summary(self, report: IssueReport) -> dict[str, Any] | None:
+        if not self.has_strength(report):
+            return None
+        flagged = self.flagged(report)
+        n_strong = int((flagged & self.strong(report)).sum())
+        return {
+            "n_strong": n_strong,
+            "n_weak": int(flagged.sum()) - n_strong,
+            "strong_threshold_percent": float(report.parameters[f"{self.name}_strong_threshold"]),
+        }
+
+
+class SuperpositionIssue(ScoredIssue):
+    name = "superposition"
+    description = "a second image superposed on the cell"
+
+    def default_detector(self, context: CheckContext) -> Any:
+        from cellkit.quality.superposition import SuperpositionDetector
+
+        return SuperpositionDetector(batch_size=context.batch_size, random_state=context.random_state)
+
+
+class ColorFilterIssue(ScoredIssue):
+    name = "color_filter"
+    description = "a colour filter or cast (strength: how far from the dataset's own colours)"
+
+    def default_detector(self, context: CheckContext) -> Any:
+        from cellkit.quality.color import ColorFilterDetector
+
+        return ColorFilterDetector(batch_size=context.batch_size, random_state=context.random_state)
+
+
+class DuplicatesIssue(IssueType):
+    """Near-copies: groups of images within a Hamming radius of perceptual hash.
+
+    Every member of a group except its representative (the most typical: the highest of its
+    lowest score over the report's scored issue types; ties to the first) is an issue.
+    """
+
+    name = "duplicates"
+    description = "near-copies of another image (one per group is kept)"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("duplicate_group",)
+
+    def check_input(self, dataset: Dataset) -> None:
+        h, w = int(dataset.images.shape[1]), int(dataset.images.shape[2])
+        if h < MIN_DUPLICATE_SIZE or w < MIN_DUPLICATE_SIZE:
+            raise DataError(
+                f"images of {h}x{w} (HxW) are too small for the duplicate finder (expected at least "
+                f"{MIN_DUPLICATE_SIZE}x{MIN_DUPLICATE_SIZE}; pass --size to resize them)",
+                path=dataset.source,
+            )
+
+    def check(self, images: np.ndarray, context: CheckContext) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from cellkit.quality.duplicates import DEFAULT_RADIUS, duplicate_groups, perceptual_hash
+
+        radius = context.options.get("duplicate_radius", DEFAULT_RADIUS)
+        invariant = bool(context.options.get("invariant_duplicates", False))
+        hashes = perceptual_hash(images, dihedral=invariant, batch_size=context.batch_size)
+        groups = duplicate_groups(hashes, radius, invariant=invariant)
+        return {"duplicate_group": groups}, {"duplicate_radius": int(radius), "duplicate_invariant": invariant}
+
+    def representatives(self, report: IssueReport) -> np.ndarray:
+        group = report.columns["duplicate_group"]
+        members = np.flatnonzero(group >= 0)
+        if members.size == 0:
+            return np.zeros(0, np.int64)
+        scored = [t for t in _scored_types(report)]
+        typical = (
+            np.min([report.columns[f"{t.name}_score"] for t in scored], axis=0) if scored else np.zeros(len(report))
+        )
+        # sort members by group, then by decreasing typicality, then by index
+        order = np.lexsort((members, -typical[members], group[members]))
+        ranked = members[order]
+        first = np.r_[True, group[ranked][1:] != group[ranked][:-1]]
+        return ranked[first].astype(np.int64)
+
+    def flagged(self, report: IssueReport, strong_only: bool = False) -> np.ndarray:
+        dup = report.columns["duplicate_group"] >= 0
+        dup[self.representatives(report)] = False
+        return dup
+
+    def ranking(self, report: IssueReport) -> np.ndarray:
+        idx = np.flatnonzero(self.flagged(report))
+        return idx[np.argsort(report.columns["duplicate_group"][idx], kind="stable")]
+
+    def setting(self, report: IssueReport) -> str:
+        d = self.summary(report)
+        return (
+            f"radius {report.parameters.get('duplicate_radius')} bits; "
+            f"{d['n_groups']} groups, {d['n_images_in_groups']} images"
+        )
+
+    def describe(self, report: IssueReport, index: int) -> str:
+        return f"group {report.columns['duplicate_group'][index]}"
+
+    def caption(self, report: IssueReport, index: int) -> str:
+        return f"group {int(report.columns['duplicate_group'][index])}"
+
+    def summary(self, report: IssueReport) -> dict[str, Any]:
+        group = report.columns["duplicate_group"]
+        return {
+            "n_groups": int(len(np.unique(group[group >= 0]))),
+            "n_images_in_groups": int((group >= 0).sum()),
+            "n_redundant": int(self.flagged(report).sum()),
+        }
+
+
+def _scored_types(report: IssueReport) -> list[ScoredIssue]:
+    return [t for t in map(get_issue_type, report.issues) if isinstance(t, ScoredIssue)]
+
+
+_REGISTRY: dict[str, IssueType] = {}
+
+
+def register_issue_type(issue_type: IssueType | Callable[[], IssueType]) -> IssueType:
+    """Add an issue type (an instance, or a class to instantiate) to the registry; returns it.
+
+    Its ``name`` must be a new identifier (letters, digits, underscores).
+    """
+    instance = issue_type() if isinstance(issue_type, type) else issue_type
+    if not isinstance(instance, IssueType):
+        raise TypeError(f"`issue_type` must be an IssueType. Received: {issue_type!r}")
+    name = instance.name
+    if not (isinstance(name, str) and name.isidentifier()) or name in _REGISTRY:
+        raise ValueError(
+            f"an issue type needs a new identifier as its name; registered: {tuple(_REGISTRY)}. Received: name={name!r}"
+        )
+    _REGISTRY[name] = instance
+    return instance
+
+
+def issue_type_names() -> tuple[str, ...]:
+    """The registered issue types, in report order."""
+    return tuple(_REGISTRY)
+
+
+def get_issue_type(name: str) -> IssueType:
+    """The registered issue type called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"`name` must be a registered issue type, one of {issue_type_names()}. Received: name={name!r}"
+        ) from None
+
+
+def check_inputs(dataset: Dataset, issues: tuple[str, ...] | None = None) -> None:
+    """:class:`~cellkit.errors.DataError` if any of ``issues`` (default: all) cannot check ``dataset``.
+
+    Example:
+        >>> import numpy as np
+        >>> check_inputs(Dataset(np.zeros((25, 32, 32, 3), np.uint8)))
+        >>> check_inputs(Dataset(np.zeros((5, 32, 32, 3), np.uint8)))
+        Traceback (most recent call last):
+        ...
+        cellkit.errors.DataError: <array>: 5 images are too few for the quality detectors (expected at least 20)
+    """
+    for name in issues if issues is not None else issue_type_names():
+        get_issue_type(name).check_input(dataset)
+
+
+for _builtin in (SuperpositionIssue, ColorFilterIssue, DuplicatesIssue):
+    register_issue_type(_builtin)
