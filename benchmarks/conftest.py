@@ -30,6 +30,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addoption("--retrain", action="store_true", default=False, help="train again even when a kept run matches")
     parser.addoption(
+        "--reuse-only", action="store_true", default=False,
+        help="never train: a test whose kept run does not match fails (regenerate tables from kept runs only)",
+    )
+    parser.addoption(
         "--table2-weights", default="auto", choices=("auto", "imagenet", "none"),
         help="Table 2's report rows: ImageNet transfer, or from scratch (auto: imagenet when the files are cached)",
     )
@@ -239,9 +243,11 @@ def trained_run(runs_dir: Path, request: pytest.FixtureRequest):
     ``runs_dir / name`` and reused when its ``run.json`` shows a complete run of the same
     resolved recipe, time budget, data (source and size), Keras backend and augmentation ops; ``--retrain``
     trains again. The figures reported are always those the run recorded itself
-    (``run.json``, ``history.csv``, ``metrics.json``).
+    (``run.json``, ``history.csv``, ``metrics.json``). ``--reuse-only`` never trains: a test whose
+    kept run does not match fails instead.
     """
     retrain = request.config.getoption("--retrain")
+    reuse_only = request.config.getoption("--reuse-only")
 
     def run(name: str, data, recipe, minutes: float | None = None, split=None):  # noqa: ANN001, ANN202
         from cellkit.train import train
@@ -252,6 +258,8 @@ def trained_run(runs_dir: Path, request: pytest.FixtureRequest):
         kept = None if retrain else _reusable(folder, recipe, data, seconds, split)
         if kept is not None:
             return kept
+        if reuse_only:
+            pytest.fail(f"--reuse-only: no kept run in {folder} matches {name}'s recipe, data, budget and backend")
         return train(data, recipe, folder, overwrite=True, quiet=True, time_limit=seconds, split=split)
 
     return run

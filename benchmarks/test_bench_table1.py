@@ -19,8 +19,11 @@ on the filtered data), Network 2 (``network2``: resize to 32x32), Network 3 (``n
 + LeCun-normal initialisation and L2), Network 4 (``network4``: + batch norm and dropout,
 with precise batch norm: :data:`PRECISE_BN`), each with the ``report-baseline`` recipe cut
 to :data:`EPOCHS` epochs (cosine schedule over them) and :data:`MINUTES` minutes of
-training, so the full table fits in an hour on 2 CPU cores. The benchmark checks the report's findings, not its numbers: the filtered data beats
-the complete data, and 32x32 resizing loses accuracy; the Markdown says where ours disagree.
+training, so the full table fits in an hour on 2 CPU cores. The benchmark checks the report's findings, not its
+numbers: the filtered data beats the complete data, and 32x32 resizing loses accuracy. A finding
+fails the benchmark only when ours says the opposite by more than two standard errors of the
+difference on the test split; the Markdown says which findings agree, disagree, or differ by
+less than that noise.
 
     python -m pytest benchmarks/test_bench_table1.py --full     # writes docs/results/table1.md and table1.png
 
@@ -60,6 +63,7 @@ SUPERPOSED, COLOR_FILTERED = 0.13, 0.02
 _ROWS: dict[str, str] = {}
 _ACC: dict[str, float] = {}
 _DATA_NOTE: dict[str, str] = {}
+_N_TEST: dict[str, int] = {}
 
 
 def _concat(a: Dataset, b: Dataset, source: str) -> Dataset:
@@ -118,7 +122,8 @@ def report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> It
     if not rows:
         return
     note = record_rows("table1", "data", {"text": _DATA_NOTE["text"]} if _DATA_NOTE else {}).get("text", "")
-    findings = record_rows("table1", "findings", _findings())
+    findings = _findings(rows, _N_TEST.get("n", 0)) if _N_TEST else record_rows("table1", "findings", {})
+    record_rows("table1", "findings", findings)
     lines = [
         "# Table 1: the simple CNNs on the complete and the filtered data",
         "",
@@ -148,20 +153,40 @@ def report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> It
     _plot(results_dir / "table1.png", rows)
 
 
-def _findings() -> dict[str, str]:
-    out = {}
-    if {"Baseline", "Network 1"} <= _ACC.keys():
-        a, b = _ACC["Baseline"], _ACC["Network 1"]
-        verdict = "agrees" if b > a else "**disagrees**"
+def _accuracies(rows: dict[str, str]) -> dict[str, float]:
+    """Test accuracy (0-1) of every row in the table, kept rows included."""
+    return {name: float(row.strip("|").split("|")[3]) / 100 for name, row in rows.items()}
+
+
+def _compare(a: float, b: float, n: int, expect_higher: bool) -> tuple[str, float]:
+    """Verdict on "b beats a" (or "b loses to a") given binomial noise on ``n`` test images.
+
+    Two standard errors of the difference of two accuracies measured on ``n`` images each:
+    a difference inside that band is noise, not a finding either way.
+    """
+    band = 2 * np.sqrt((a * (1 - a) + b * (1 - b)) / n)
+    diff = (b - a) if expect_higher else (a - b)
+    if diff > band:
+        return "agrees", band
+    if diff < -band:
+        return "**disagrees**", band
+    return "no difference beyond noise", band
+
+
+def _findings(rows: dict[str, str], n_test: int) -> dict[str, str]:
+    acc, out = _accuracies(rows), {}
+    if {"Baseline", "Network 1"} <= acc.keys():
+        a, b = acc["Baseline"], acc["Network 1"]
+        verdict, band = _compare(a, b, n_test, expect_higher=True)
         out["filtered"] = (f"Filtered beats complete (report: 94.15 vs 86.59): ours {100 * b:.2f} vs {100 * a:.2f} "
-                           f"-- {verdict}.")
-    if {"Network 1", "Network 2"} <= _ACC.keys():
-        a, b = _ACC["Network 1"], _ACC["Network 2"]
-        verdict = "agrees" if b < a else "**disagrees**"
+                           f"(noise band +-{100 * band:.1f}) -- {verdict}.")
+    if {"Network 1", "Network 2"} <= acc.keys():
+        a, b = acc["Network 1"], acc["Network 2"]
+        verdict, band = _compare(a, b, n_test, expect_higher=False)
         out["resize"] = (f"Resizing to 32x32 loses accuracy (report: 91.81 vs 94.15): ours {100 * b:.2f} vs "
-                         f"{100 * a:.2f} -- {verdict}.")
-    if {"Network 2", "Network 3", "Network 4"} <= _ACC.keys():
-        vals = ", ".join(f"{n} {100 * _ACC[n]:.2f}" for n in ("Network 2", "Network 3", "Network 4"))
+                         f"{100 * a:.2f} (noise band +-{100 * band:.1f}) -- {verdict}.")
+    if {"Network 2", "Network 3", "Network 4"} <= acc.keys():
+        vals = ", ".join(f"{n} {100 * acc[n]:.2f}" for n in ("Network 2", "Network 3", "Network 4"))
         out["regularisation"] = (f"LeCun init + L2, then dropout + batch norm, bring no clear local gain (report: "
                                  f"91.81, 91.76, 91.43): ours {vals}.")
     return out
@@ -209,6 +234,7 @@ def test_table1_row(report, row: str, table1_data, trained_run, full_mode: bool)
     m = result.metrics
     assert m["images"] == split.test.size
     _ACC[row] = m["accuracy"]
+    _N_TEST["n"] = int(split.test.size)
     epochs = len(next(iter(result.history.values()), []))
     _ROWS[row] = (
         f"| {row} | {backbone} | {which} ({split.train.size} train) | {100 * m['accuracy']:.2f} "
@@ -218,7 +244,12 @@ def test_table1_row(report, row: str, table1_data, trained_run, full_mode: bool)
     )
     if not full_mode:
         return
+    # The report's findings fail the benchmark only when ours say the opposite beyond the noise of
+    # the test split (two standard errors); a difference inside the band is reported, not asserted.
+    n = int(split.test.size)
     if row == "Network 1" and "Baseline" in _ACC:
-        assert _ACC["Network 1"] > _ACC["Baseline"], "the report's finding: filtered data beats complete data"
+        verdict, _ = _compare(_ACC["Baseline"], _ACC["Network 1"], n, expect_higher=True)
+        assert verdict != "**disagrees**", "the report's finding: filtered data beats complete data"
     if row == "Network 2" and "Network 1" in _ACC:
-        assert _ACC["Network 2"] < _ACC["Network 1"], "the report's finding: 32x32 resizing loses accuracy"
+        verdict, _ = _compare(_ACC["Network 1"], _ACC["Network 2"], n, expect_higher=False)
+        assert verdict != "**disagrees**", "the report's finding: 32x32 resizing loses accuracy"
