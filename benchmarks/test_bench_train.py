@@ -50,7 +50,7 @@ import cellkit
 from cellkit._io import atomic_write_text
 from cellkit.train import ArrayBatches, BestCheckpoint, HistoryRecorder, Phase, build_training_model
 from cellkit.train.optim import balanced_class_weights
-from cellkit.train.runner import compile_phase
+from cellkit.train.phases import compile_phase
 
 BATCH = 32
 SLACK_QUICK = 0.05

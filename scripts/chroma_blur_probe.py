@@ -32,10 +32,10 @@ from cellkit.data.split import Split
 from cellkit.train import load_model, predict_proba
 from cellkit.train.devices import precision_policy
 from cellkit.train.optim import class_weight_vector
+from cellkit.train.phases import compile_phase
 from cellkit.train.pipeline import ArrayBatches
 from cellkit.train.precise_bn import recalibrate_batch_norm
 from cellkit.train.recipe import Phase
-from cellkit.train.runner import compile_phase
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Builds the zoo classifier ``--backbone`` (``weights=None``: speed does not depend on the
 weights) under the recipe precisions, makes every layer trainable, compiles it as
-``cellkit train`` does (:func:`cellkit.train.runner.compile_phase`, Lion, cosine) and times
+``cellkit train`` does (:func:`cellkit.train.phases.compile_phase`, Lion, cosine) and times
 ``--steps`` training steps of ``--batch`` random ``uint8`` images after warm-up steps (the
 fastest of ``--repeats`` rounds), adding
 one ingredient of the training pipeline at a time:
@@ -10,7 +10,7 @@ one ingredient of the training pipeline at a time:
 1. ``train_on_batch`` on array batches (what ``examples/budget_probe.py`` of the Lite plugin times);
 2. ``fit`` on :class:`cellkit.train.pipeline.ArrayBatches`;
 3. ... with balanced-class sample weights;
-4. ... with the ``--augmentation`` policy layer in front (:func:`cellkit.train.runner.build_training_model`);
+4. ... with the ``--augmentation`` policy layer in front (:func:`cellkit.train.phases.build_training_model`);
 5. ... with the backbone's batch-norm layers trained too (``fine_tune_batch_norm``).
 
 ``--ops`` then times each op of the augmentation policy alone, in training mode inside a
@@ -31,9 +31,9 @@ import keras
 import numpy as np
 
 from cellkit.train.devices import precision_policy
+from cellkit.train.phases import build_training_model, compile_phase
 from cellkit.train.pipeline import ArrayBatches
 from cellkit.train.recipe import Phase
-from cellkit.train.runner import build_training_model, compile_phase
 from cellkit.zoo import build_classifier, fine_tune
 
 

@@ -18,8 +18,6 @@ from cellkit.augment import (
     MIX_METHODS,
     POLICIES,
     POLICY_FAMILIES,
-    ROBUST_PHASE_KEYS,
-    ROBUST_PRESET,
     Augmentation,
     RandomAffine,
     RandomApply,
@@ -36,6 +34,7 @@ from cellkit.augment import (
     smooth_labels,
 )
 from cellkit.corrupt.suite import AUGMENTATION_FAMILIES, EVALUATION_FAMILIES, FAMILIES
+from cellkit.train.presets import ROBUST_PHASE_KEYS, ROBUST_PRESET
 
 
 @pytest.fixture(scope="module")

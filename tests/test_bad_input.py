@@ -38,16 +38,20 @@ DATA_COMMANDS: dict[str, list[str]] = {
     "corrupt": ["corrupt", "{data}", "--out", "{out}.npz", "--quiet"],
     "train": ["train", "{data}", "--out", "{out}", *TRAIN_FLAGS, "--quiet"],
     "evaluate": ["evaluate", "{model}", "{data}", "--json", "{out}.json", "--quiet"],
+    "predict": ["predict", "{model}", "{data}", "--out", "{out}.csv", "--quiet"],
 }
 #: Commands that read a model: ``{model}`` is the bad input, ``{data}`` good data.
 MODEL_COMMANDS: dict[str, list[str]] = {
     "evaluate": ["evaluate", "{model}", "{data}", "--json", "{out}.json", "--quiet"],
+    "predict": ["predict", "{model}", "{data}", "--out", "{out}.csv", "--quiet"],
     "ensemble": ["ensemble", "{model}", "{model}", "--out", "{out}.keras", "--quiet"],
     "export": ["export", "{model}", "--out", "{out}", "--keras-only", "--quiet"],
     "adapt": ["adapt", "{model}", "{data}", "--out", "{out}.keras", "--quiet"],
 }
 #: Commands whose dataset goes to the quality detectors (a minimum count and size).
 DETECTOR_COMMANDS = ("inspect", "clean")
+#: Commands that need labelled data (an unlabelled .npz or a flat folder of images is refused).
+LABEL_COMMANDS = ("split", "train", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,8 @@ def corpus(tmp_path_factory) -> dict:
     (root / "noclasses" / "readme.txt").write_text("no class folders here")
     (root / "loose").mkdir()
     (root / "loose" / "a.png").write_bytes(png)
+    _class_tree(root / "strayimage", {"stray.png": png})
+    _npz(root / "unlabelled.npz", images=good_images)
     _class_tree(root / "emptyclass")
     (root / "emptyclass" / "c2").mkdir()
     trees = {
@@ -240,7 +246,7 @@ S = ("--strict",)
 DATA_CASES: list[Bad] = [
     Bad("missing", "no-such-data", ("no-such-data", "no such file")),
     Bad("unicode-missing", "données-ß✓/nope", ("données-ß✓", "no such file")),
-    Bad("text-file", "notdata.txt", ("notdata.txt", "expected a folder of class sub-folders or an .npz")),
+    Bad("text-file", "notdata.txt", ("notdata.txt", "expected a folder of class sub-folders or of images, or an .npz")),
     Bad("empty-npz", "empty.npz", ("empty.npz", "not a valid .npz (zip) file")),
     Bad("text-npz", "text.npz", ("text.npz", "not a valid .npz (zip) file")),
     Bad("unicode-npz", "Zellen-ß✓ données.npz", ("Zellen-ß✓ données.npz", "not a valid .npz")),
@@ -261,7 +267,9 @@ DATA_CASES: list[Bad] = [
     Bad("pickled", "pickled.npz", ("pickled.npz", "pickled")),
     Bad("folder-named-npz", "folder.npz", ("folder.npz", "no class sub-folders")),
     Bad("no-class-folders", "noclasses", ("noclasses", "no class sub-folders")),
-    Bad("loose-images", "loose", ("loose", "put them in class sub-folders")),
+    Bad("flat-folder-unlabelled", "loose", ("loose", "needs labelled data", "no labels"), commands=LABEL_COMMANDS),
+    Bad("npz-unlabelled", "unlabelled.npz", ("unlabelled.npz", "needs labelled data"), commands=LABEL_COMMANDS),
+    Bad("images-beside-class-folders", "strayimage", ("strayimage", "stray.png", "top level", "sub-folders")),
     Bad("empty-class", "emptyclass", ("c2", "holds no images")),
     Bad("zero-byte-jpg", "zerobyte", ("zero.jpg", "empty file"), flags=S),
     Bad("txt-in-class", "textfile", ("notes.txt", "not an image file name"), flags=S),
@@ -289,7 +297,7 @@ DATA_CASES: list[Bad] = [
     Bad("too-small-4", "tiny4.npz", ("tiny4.npz", "too small"), commands=DETECTOR_COMMANDS),
     Bad("no-images-at-all", "zero.npz", ("zero.npz", "too few"), commands=DETECTOR_COMMANDS),
     Bad("model-size-mismatch", "goodtree", ("32x32", "48x48", "--size"), flags=("--size", "48x48"),
-        commands=("evaluate",)),
+        commands=("evaluate", "predict")),
 ]
 
 MODEL_CASES: list[Bad] = [
@@ -332,6 +340,12 @@ ARG_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
                                   "--subset", "test", "--json", "{out}.json"], ("runfolder",)),
     ("evaluate-negative-batch", ["evaluate", "{model}", "{data}", "--batch-size", "-1", "--json", "{out}.json"],
      ("--batch-size",)),
+    ("predict-negative-batch", ["predict", "{model}", "{data}", "--batch-size", "-1", "--out", "{out}.csv"],
+     ("--batch-size",)),
+    ("predict-out-suffix", ["predict", "{model}", "{data}", "--out", "{out}.npz"], ("--out", ".csv")),
+    ("predict-bad-tta", ["predict", "{model}", "{data}", "--tta", "d5", "--out", "{out}.csv"], ("--tta", "d5")),
+    ("predict-bad-min-confidence", ["predict", "{model}", "{data}", "--min-confidence", "1.5", "--out",
+                                    "{out}.csv"], ("--min-confidence",)),
     ("ensemble-weights-count", ["ensemble", "{model}", "{model}", "--weights", "1", "--out", "{out}.keras"],
      ("--weights",)),
     ("ensemble-bad-method", ["ensemble", "{model}", "{model}", "--method", "median", "--out", "{out}.keras"],

@@ -181,6 +181,8 @@ def test_inspect_report_folder_reused_holds_only_the_new_report(small_npz, tmp_p
         ["inspect", "{data}", "--report", "{tmp}"],
         ["split", "{data}", "--out", "{data}"],
         ["evaluate", "{tmp}/m.keras", "{data}", "--json", "{data}"],
+        ["predict", "{tmp}/m.keras", "{data}", "--out", "{tmp}/m.keras"],
+        ["predict", "{tmp}/m.keras", "{tmp}", "--out", "{tmp}/predictions.csv"],
         ["ensemble", "{tmp}/m.keras", "{tmp}/m.keras", "--out", "{tmp}/m.keras"],
         ["export", "{tmp}/m.keras", "--out", "{tmp}", "--overwrite"],
     ],

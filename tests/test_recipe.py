@@ -270,7 +270,7 @@ def test_report_transfer_preset_matches_the_report():
 
 
 def test_robust_preset_follows_the_augment_settings():
-    from cellkit.augment import ROBUST_PRESET
+    from cellkit.train.presets import ROBUST_PRESET
 
     r = load_preset("robust")
     assert (r.augmentation, r.mix, r.label_smoothing) == (

@@ -29,7 +29,7 @@ from cellkit.train import (
     predict_proba,
     train,
 )
-from cellkit.train.runner import RUN_FILES
+from cellkit.train.run_dir import RUN_FILES
 
 ARTIFACTS = {
     "recipe.json", "recipe.toml", "split.json", "run.json", "history.csv", "best.keras", "model.keras",
@@ -371,7 +371,7 @@ def test_bad_data_is_refused_before_training(tiny, tmp_path):
 
 
 def test_fine_tune_phase_trains_batch_norm_only_when_the_recipe_says_so():
-    from cellkit.train.runner import set_trainable
+    from cellkit.train.phases import set_trainable
     from cellkit.zoo import build_classifier, get_backbone_layer
 
     model = build_classifier("network4", num_classes=8, input_shape=(32, 32, 3))

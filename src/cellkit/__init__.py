@@ -65,7 +65,9 @@ _LAZY: dict[str, str] = {
     "evaluate_model": "cellkit.evaluate",
     "classification_report": "cellkit.evaluate",
     "evaluate_robustness": "cellkit.evaluate",
-    # inference: saving, test-time augmentation, ensembles, export
+    # inference: predictions, saving, test-time augmentation, ensembles, export
+    "predict": "cellkit.inference.predictor",
+    "Predictions": "cellkit.inference",
     "load_model": "cellkit.inference",
     "save_model": "cellkit.inference",
     "build_ensemble": "cellkit.inference",

@@ -1,4 +1,7 @@
-"""Training-time augmentation: Keras policy layers, CutMix/MixUp, label smoothing, the robust preset.
+"""Training-time augmentation: Keras policy layers, CutMix/MixUp, label smoothing.
+
+The ``robust`` training recipe that combines them is a preset of :mod:`cellkit.train.presets`
+(``robust.toml``).
 
 Policies simulate only the corruption families of
 :data:`cellkit.corrupt.suite.AUGMENTATION_FAMILIES`, so that robustness measured on
@@ -32,14 +35,11 @@ from cellkit.augment.policies import (
     augmentation_layer,
     describe_policy,
 )
-from cellkit.augment.presets import ROBUST_PHASE_KEYS, ROBUST_PRESET
 
 __all__ = [
     "MIX_METHODS",
     "POLICIES",
     "POLICY_FAMILIES",
-    "ROBUST_PHASE_KEYS",
-    "ROBUST_PRESET",
     "Augmentation",
     "RandomAffine",
     "RandomApply",

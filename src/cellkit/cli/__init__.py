@@ -34,6 +34,7 @@ __all__ = [
     "check_output_files",
     "load_dataset",
     "main",
+    "require_labels",
 ]
 
 #: Subcommand modules, in the order ``cellkit --help`` lists them.
@@ -45,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellkit.cli.corrupt_cmd",
     "cellkit.cli.train_cmd",
     "cellkit.cli.evaluate_cmd",
+    "cellkit.cli.predict_cmd",
     "cellkit.cli.ensemble_cmd",
     "cellkit.cli.adapt_cmd",
     "cellkit.cli.export_cmd",
@@ -89,7 +91,10 @@ def add_tta(parser: argparse.ArgumentParser, what: str) -> None:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the dataset argument ``PATH`` and the loader's options (``--strict``, ``--convert``, ``--size``)."""
-    parser.add_argument("path", metavar="PATH", help="class-folder tree, .npz file, or 'sample' (the bundled sample)")
+    parser.add_argument(
+        "path", metavar="PATH",
+        help="class-folder tree, flat folder of images (unlabelled), .npz file, or 'sample' (the bundled sample)",
+    )
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable or refused file")
     parser.add_argument(
         "--convert", action="store_true", help="convert grayscale/RGBA/16-bit images to 8-bit RGB instead of refusing them"
@@ -124,6 +129,22 @@ def load_dataset(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.da
     for path, reason in dataset.problems:
         print(f"warning: left out {path}: {reason}", file=sys.stderr)
     return dataset
+
+
+def require_labels(dataset, command: str) -> None:  # noqa: ANN001 - a cellkit.data.Dataset
+    """:class:`~cellkit.errors.DataError` if ``dataset`` is unlabelled: ``command`` needs labels.
+
+    One message for every command that does (``train``, ``evaluate``, ``split``): an
+    unlabelled ``.npz`` or a flat folder of images is refused alike.
+    """
+    from cellkit.errors import DataError
+
+    if dataset.labels is None:
+        raise DataError(
+            f"cellkit {command} needs labelled data, and these images have no labels (expected one sub-folder "
+            "per class, or an .npz with a 'labels' array; `cellkit predict` classifies unlabelled images)",
+            path=dataset.source,
+        )
 
 
 def check_npz_output(args: argparse.Namespace) -> Path:

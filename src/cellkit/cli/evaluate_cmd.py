@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, check_output_files, load_dataset
+from cellkit.cli import (
+    EXIT_OK,
+    add_data_arguments,
+    add_quiet,
+    add_tta,
+    check_output_files,
+    load_dataset,
+    require_labels,
+)
 from cellkit.errors import DataError
 
 
@@ -79,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = [(args.json, "--json"), (args.heatmap if args.robustness else None, "--heatmap")]
     check_output_files(outputs, inputs)
     dataset = load_dataset(args)
-    if dataset.labels is None:
-        raise DataError("evaluation needs labelled images", path=dataset.source)
+    require_labels(dataset, "evaluate")
     idx = None if split_file is None else subset_indices(split_file, args.subset, dataset.ids)
     model = load_model(model_path)
     tta = None if args.tta in (None, "none") else args.tta

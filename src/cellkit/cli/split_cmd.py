@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from cellkit._io import atomic_write_json
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_output_files, load_dataset
+from cellkit.cli import (
+    EXIT_OK,
+    add_data_arguments,
+    add_quiet,
+    check_output_files,
+    load_dataset,
+    require_labels,
+)
 from cellkit.data.split import SPLIT_NAMES, stratified_split
 from cellkit.errors import DataError
 
@@ -61,10 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--out exists and is not a folder (expected a folder for {SPLIT_FILE})", path=args.out)
     check_output_files([(Path(args.out) / SPLIT_FILE, "--out")], [args.path])
     dataset = load_dataset(args)
-    if dataset.labels is None:
-        raise DataError(
-            "cellkit split needs labelled data (class folders or an npz with labels)", path=dataset.source
-        )
+    require_labels(dataset, "split")
     groups = None
     n_groups = 0
     if args.group_duplicates:

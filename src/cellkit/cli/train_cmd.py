@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, load_dataset
+from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, add_tta, load_dataset, require_labels
 
 EXIT_INTERRUPTED = 130
 
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     check_not_input(args.out, [args.path, args.split_file])
     check_writable_parent(args.out)
     dataset = load_dataset(args)
+    require_labels(dataset, "train")
     split = None
     if args.split_file:
         from cellkit.data.split import Split

@@ -4,6 +4,9 @@ Layouts
     * **Folder** (the PBC layout): ``ROOT/<class name>/<image>``, images in
       ``.jpg/.jpeg/.png/.tif/.tiff/.bmp``. Classes are the sub-folders in sorted order
       (or ``class_names`` to fix another order). Hidden files are ignored.
+    * **Flat folder** (new, unlabelled images): ``ROOT/<image>`` with no sub-folders; the
+      dataset has no labels and its ids are the file names. A folder holding both image
+      files and sub-folders at its top level is refused (which of the two is meant?).
     * **npz** (the course dataset's layout): an ``images`` array ``(n, h, w, 3)`` uint8 and
       optional ``labels`` (``(n,)`` or ``(n, 1)`` integers, or one-hot ``(n, k)``),
       ``class_names`` and ``ids``. Always read with ``allow_pickle=False``.
@@ -92,7 +95,8 @@ class FolderIndex:
 
     root: Path
     files: tuple[Path, ...]
-    labels: np.ndarray
+    #: Class index of each file; ``None`` for a flat folder (unlabelled images).
+    labels: np.ndarray | None
     class_names: tuple[str, ...]
     #: ``(path, reason)`` of each entry of a class folder that is not read (reported as a problem).
     problems: tuple[tuple[str, str], ...] = ()
@@ -101,20 +105,42 @@ class FolderIndex:
         return len(self.files)
 
     def ids(self, start: int = 0, stop: int | None = None) -> list[str]:
+        if self.labels is None:  # a flat folder: the file name is the path relative to the folder
+            return [f.name for f in self.files[start:stop]]
         return [f"{f.parent.name}/{f.name}" for f in self.files[start:stop]]
 
 
 def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None = None) -> FolderIndex:
-    """List ``root/<class>/<image>`` files; raises :class:`DataError` on a bad layout."""
+    """List ``root/<class>/<image>`` files, or ``root/<image>`` files of a flat folder (no labels).
+
+    Raises :class:`DataError` on a bad layout: no class sub-folders and no image files, or
+    image files beside sub-folders at the top level.
+    """
     root = Path(root)
     if not root.is_dir():
-        raise DataError("expected a folder with one sub-folder per class", path=root)
-    entries = _list_folder(root)
-    found = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
+        raise DataError("expected a folder with one sub-folder per class, or a flat folder of images", path=root)
+    entries = [p for p in _list_folder(root) if not p.name.startswith(".")]
+    found = sorted(p.name for p in entries if p.is_dir())
+    loose = sorted(p.name for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
+    if found and loose:
+        raise DataError(
+            f"holds both image files at its top level ({_some(loose)}) and sub-folders ({_some(found)}); "
+            "expected either one sub-folder per class (labelled images) or a flat folder of images without "
+            "sub-folders (unlabelled): move the loose images into class sub-folders, or the sub-folders out",
+            path=root,
+        )
     if not found:
-        loose = [p.name for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
-        hint = f" (found {len(loose)} loose image files: put them in class sub-folders)" if loose else ""
-        raise DataError(f"no class sub-folders found{hint}", path=root)
+        if not loose:
+            raise DataError(
+                f"no class sub-folders and no image files found (expected one sub-folder per class, or image "
+                f"files ending in {', '.join(IMAGE_EXTENSIONS)})",
+                path=root,
+            )
+        if class_names is not None:
+            raise DataError("class_names given, but the folder has no class sub-folders (a flat folder of "
+                            "unlabelled images)", path=root)
+        images, skipped = _class_files(root)  # the same checks as a class folder's entries
+        return FolderIndex(root, tuple(images), None, (), tuple(skipped))
     if class_names is None:
         names = tuple(found)
     else:
@@ -142,6 +168,12 @@ def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None
         labels.extend([label] * len(images))
         problems.extend(skipped)
     return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), names, tuple(problems))
+
+
+def _some(names: Sequence[str], k: int = 3) -> str:
+    """``"a, b, c and 4 more"``: the first ``k`` names of a list, for a message."""
+    more = f" and {len(names) - k} more" if len(names) > k else ""
+    return ", ".join(names[:k]) + more
 
 
 def _list_folder(folder: Path) -> list[Path]:
@@ -394,7 +426,7 @@ def _read_files(
     ids = index.ids(start, stop)
     return Dataset(
         images=arr,
-        labels=index.labels[start:stop][keep],
+        labels=None if index.labels is None else index.labels[start:stop][keep],
         class_names=index.class_names,
         ids=tuple(ids[i] for i in keep),
         source=str(index.root),
@@ -459,14 +491,19 @@ def load(
     class_names: Sequence[str] | None = None,
     quiet: bool = True,
 ) -> Dataset:
-    """Load a whole dataset into memory: a class-folder tree, an ``.npz`` or ``"sample"``.
+    """Load a whole dataset into memory: a class-folder tree, a flat folder, an ``.npz`` or ``"sample"``.
+
+    A flat folder of images (no class sub-folders) loads as an unlabelled dataset
+    (``labels=None``), with the same checks; its ids are the file names.
 
     Args:
-        path_or_name: folder, ``.npz`` file, or ``"sample"`` for the bundled sample.
+        path_or_name: folder (class sub-folders, or images directly), ``.npz`` file, or
+            ``"sample"`` for the bundled sample.
         strict: raise on the first bad file instead of leaving it out with a warning.
         convert: convert grayscale/RGBA/16-bit images to 8-bit RGB instead of refusing them.
         size: ``(h, w)`` to resize every image to; default: all images must share one size.
-        class_names: class order (must match the sub-folders); default: sorted folder names.
+        class_names: class order (must match the sub-folders; a flat folder takes none);
+            default: sorted folder names.
         quiet: no progress bar.
 
     Raises:
@@ -493,14 +530,15 @@ def load(
             images = np.empty((len(index),) + part.images.shape[1:], np.uint8)
         images[filled : filled + len(part)] = part.images
         filled += len(part)
-        labels.append(part.labels)
+        if part.labels is not None:
+            labels.append(part.labels)
         ids.extend(part.ids)
     if images is None:
         raise DataError(f"no readable images among {len(index)} files (first problem: {problems[0][1]})", path=root)
     source = "sample" if str(path_or_name) == "sample" else str(root)
     return Dataset(
         images=images[:filled] if filled < len(images) else images,
-        labels=np.concatenate(labels),
+        labels=None if index.labels is None else np.concatenate(labels),
         class_names=index.class_names,
         ids=tuple(ids),
         source=source,
@@ -518,9 +556,12 @@ def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
         return sample_path()
     path = Path(path_or_name)
     if not path.exists():
-        raise DataError("no such file or folder (expected a class-folder tree, an .npz file or 'sample')", path=path)
+        raise DataError(
+            "no such file or folder (expected a class-folder tree, a folder of images, an .npz file or 'sample')",
+            path=path,
+        )
     if path.is_file() and path.suffix.lower() != ".npz":
-        raise DataError("expected a folder of class sub-folders or an .npz file", path=path)
+        raise DataError("expected a folder of class sub-folders or of images, or an .npz file", path=path)
     return path
 
 

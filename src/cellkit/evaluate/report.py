@@ -23,7 +23,7 @@ import numpy as np
 
 from cellkit.errors import DataError
 from cellkit.evaluate.metrics import classification_report
-from cellkit.inference.predict import predict_proba
+from cellkit.inference.predict import check_input_size, predict_proba
 
 __all__ = ["check_input_size", "evaluate_model", "format_metrics", "metrics_from_predictions"]
 
@@ -75,24 +75,6 @@ def evaluate_model(
     idx = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
     proba = predict_proba(model, images, idx, batch_size=batch_size)
     return metrics_from_predictions(labels[idx], proba, class_names, subset=subset)
-
-
-def check_input_size(model: keras.Model, images: np.ndarray) -> None:
-    """:class:`DataError` if the model's fixed input height/width differ from the images'.
-
-    Checked before predicting: Keras would fail deep inside the first batch instead.
-    """
-    shape = getattr(model, "input_shape", None)
-    if not isinstance(shape, tuple) or len(shape) != 4 or np.ndim(images) != 4:
-        return
-    mh, mw = shape[1], shape[2]
-    h, w = images.shape[1:3]
-    if (mh is not None and mh != h) or (mw is not None and mw != w):
-        raise DataError(
-            f"the model expects {mh}x{mw} (HxW) images but the data are {h}x{w} "
-            f"(expected data of the model's size: pass --size {mh}x{mw} / size=({mh}, {mw}) to resize them). "
-            f"Received: model input_shape={shape}, images shape={tuple(images.shape)}"
-        )
 
 
 def format_metrics(metrics: dict[str, Any], digits: int = 4) -> str:

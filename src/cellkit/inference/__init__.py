@@ -4,6 +4,8 @@
   files, ``safe_mode=True``) and the one list of the modules that register cellkit's
   saveable layers (:data:`CUSTOM_OBJECT_MODULES`);
 * :mod:`cellkit.inference.predict`: :func:`predict_proba`, batch by batch from ``uint8``;
+* :mod:`cellkit.inference.predictor`: :func:`predict_dataset` (``cellkit.predict``), a table of
+  :class:`Predictions` for new images, with the quality flags of the images not to trust;
 * :mod:`cellkit.inference.tta`: test-time augmentation as saveable layers
   (:func:`with_tta`; specifications such as ``"d4+color"`` are parsed without Keras);
 * :mod:`cellkit.inference.ensemble`: :func:`average_predictions` and :func:`build_ensemble`;
@@ -29,7 +31,10 @@ _LAZY: dict[str, str] = {
         ("CUSTOM_OBJECT_MODULES", "load_model", "register_custom_objects", "resolve_model_path", "save_model"),
         "cellkit.inference.saving",
     ),
-    "predict_proba": "cellkit.inference.predict",
+    **dict.fromkeys(("check_input_size", "predict_proba"), "cellkit.inference.predict"),
+    **dict.fromkeys(
+        ("MIN_CONFIDENCE", "PredictionWarning", "Predictions", "predict_dataset"), "cellkit.inference.predictor"
+    ),
     # parsing TTA specifications needs no Keras
     **dict.fromkeys(("COLOR_FACTORS", "TTA_MODES", "TTA_SPECS", "num_views", "parse_tta"), "cellkit.inference._tta_spec"),
     **dict.fromkeys(("TestTimeAugmentation", "ViewAverage", "with_tta"), "cellkit.inference.tta"),

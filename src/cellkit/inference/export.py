@@ -195,18 +195,11 @@ def _class_names(class_names: Sequence[str] | None, source: Path | None, k: int)
             raise ValueError(f"class_names must name the model's {k} classes. Received: {len(names)} names")
         return names
     if source is not None:
-        import json
+        from cellkit.inference.saving import saved_class_names
 
-        for candidate in ("metrics.json", "run.json"):
-            path = source.parent / candidate
-            if path.is_file():
-                try:
-                    data = json.loads(path.read_text(encoding="utf-8"))
-                except ValueError:
-                    continue
-                names = data.get("class_names") or data.get("data", {}).get("class_names")
-                if isinstance(names, list) and len(names) == k:
-                    return [str(c) for c in names]
+        saved = saved_class_names(source, k)
+        if saved is not None:
+            return list(saved)
     from cellkit.data import PBC_CLASSES
 
     return list(PBC_CLASSES) if k == len(PBC_CLASSES) else [str(i) for i in range(k)]

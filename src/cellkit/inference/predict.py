@@ -1,5 +1,8 @@
 """Class probabilities of a model for a ``uint8`` image array, batch by batch, on every backend.
 
+:func:`check_input_size` refuses images of another size than the model's input before any
+prediction (``cellkit evaluate`` and ``cellkit predict`` name both sizes and suggest ``--size``).
+
 :func:`predict_proba` feeds ``images[indices]`` to ``model.predict`` one batch at a time
 (a :class:`keras.utils.PyDataset` gathers each batch, still ``uint8``): no float copy of the
 dataset is ever made; the models cast to float inside. Training batches (labels, shuffling,
@@ -14,7 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["predict_proba"]
+from cellkit.errors import DataError
+
+__all__ = ["check_input_size", "predict_proba"]
 
 
 class _ImageBatches(keras.utils.PyDataset):
@@ -62,3 +67,21 @@ def predict_proba(model: keras.Model, images: np.ndarray, indices: Sequence[int]
         k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else 0
         return np.zeros((0, k), dtype=np.float32)
     return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
+
+
+def check_input_size(model: keras.Model, images: np.ndarray) -> None:
+    """:class:`DataError` if the model's fixed input height/width differ from the images'.
+
+    Checked before predicting: Keras would fail deep inside the first batch instead.
+    """
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 4 or np.ndim(images) != 4:
+        return
+    mh, mw = shape[1], shape[2]
+    h, w = images.shape[1:3]
+    if (mh is not None and mh != h) or (mw is not None and mw != w):
+        raise DataError(
+            f"the model expects {mh}x{mw} (HxW) images but the data are {h}x{w} "
+            f"(expected data of the model's size: pass --size {mh}x{mw} / size=({mh}, {mw}) to resize them). "
+            f"Received: model input_shape={shape}, images shape={tuple(images.shape)}"
+        )

@@ -7,7 +7,8 @@ package by the module that defines it (``keras.saving.register_keras_serializabl
 them as soon as Keras is imported (:mod:`cellkit._keras_hook`), so plain
 ``keras.models.load_model`` loads a model holding cellkit's layers, and :func:`load_model`
 imports them too, with the layers of the installed zoo plugins. A run folder may be given
-for its ``model.keras``.
+for its ``model.keras``. A ``.keras`` file holds no class names: :func:`saved_class_names`
+reads those of the run folder beside it (``metrics.json``, ``run.json``).
 
 Example:
     >>> import keras, tempfile, pathlib
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import warnings
 import zipfile
@@ -38,6 +40,7 @@ __all__ = [
     "register_custom_objects",
     "resolve_model_path",
     "save_model",
+    "saved_class_names",
 ]
 
 #: The modules that define cellkit's saveable Keras classes; importing one registers its
@@ -84,6 +87,34 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
     if p.suffix.lower() != ".keras":
         raise DataError(f"expected a .keras model file. Received: suffix={p.suffix!r}", path=p)
     return p
+
+
+#: Files of a run folder that record the class names, in the order they are read, and where.
+_CLASS_NAME_FILES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("metrics.json", ("class_names",)),
+    ("run.json", ("data", "class_names")),
+)
+
+
+def saved_class_names(path: str | os.PathLike[str], num_classes: int | None = None) -> tuple[str, ...] | None:
+    """The class names recorded beside a saved model, or ``None`` when there are none.
+
+    ``path`` is a run folder or a ``.keras`` file; the names are read from the folder that
+    holds the model: ``metrics.json``'s ``class_names``, else ``run.json``'s
+    ``data.class_names`` (what ``cellkit train`` writes). A list of another length than
+    ``num_classes`` (when given), or an unreadable file, is ignored.
+    """
+    folder = resolve_model_path(path).parent
+    for name, keys in _CLASS_NAME_FILES:
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8"))
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(value, list) and value and (num_classes is None or len(value) == num_classes):
+            return tuple(str(c) for c in value)
+    return None
 
 
 def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:  # noqa: A002 - Keras's name

@@ -3,7 +3,9 @@
 * :class:`Recipe` / :class:`Phase` (:mod:`cellkit.train.recipe`): a plain, validated,
   TOML/JSON-serialisable configuration; named presets in :mod:`cellkit.train.presets`.
 * :func:`train` (:mod:`cellkit.train.runner`): split, build, two-phase transfer learning or
-  one-phase training from scratch, and a run folder of artifacts.
+  one-phase training from scratch, and a run folder of artifacts (:mod:`cellkit.train.run_dir`).
+* :func:`fit_phase` (:mod:`cellkit.train.phases`): compile and fit one phase, without the runner.
+* :func:`load_recipe` (:mod:`cellkit.train.recipe_io`): recipe files, TOML or JSON.
 * :class:`ArrayBatches` (:mod:`cellkit.train.pipeline`): the backend-agnostic input pipeline.
 * :func:`load_model` / :func:`save_model` (:mod:`cellkit.inference.saving`), :func:`predict_proba`
   (:mod:`cellkit.inference.predict`) and :func:`evaluate_model` (:mod:`cellkit.evaluate.report`),
@@ -25,16 +27,20 @@ from cellkit.inference.saving import load_model, save_model
 from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder
 from cellkit.train.devices import distribution_scope, gpu_available, precision_policy
 from cellkit.train.optim import balanced_class_weights, make_optimizer, make_schedule
+from cellkit.train.phases import PhaseResult, build_training_model, fit_phase
 from cellkit.train.pipeline import ArrayBatches
 from cellkit.train.presets import list_presets, load_preset, resolve_recipe
-from cellkit.train.recipe import Phase, Recipe, RecipeError, load_recipe
-from cellkit.train.runner import TrainingInterrupted, TrainResult, build_training_model, load_run, train
+from cellkit.train.recipe import Phase, Recipe, RecipeError
+from cellkit.train.recipe_io import load_recipe
+from cellkit.train.run_dir import TrainResult
+from cellkit.train.runner import TrainingInterrupted, load_run, train
 
 __all__ = [
     "ArrayBatches",
     "BestCheckpoint",
     "HistoryRecorder",
     "Phase",
+    "PhaseResult",
     "Recipe",
     "RecipeError",
     "TrainResult",
@@ -43,6 +49,7 @@ __all__ = [
     "build_training_model",
     "distribution_scope",
     "evaluate_model",
+    "fit_phase",
     "format_metrics",
     "gpu_available",
     "list_presets",

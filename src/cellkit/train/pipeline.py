@@ -24,12 +24,19 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
-__all__ = ["ArrayBatches"]
+from cellkit.errors import DataError
+
+if TYPE_CHECKING:
+    from cellkit.data import Dataset
+    from cellkit.data.split import Split
+    from cellkit.train.recipe import Recipe
+
+__all__ = ["ArrayBatches", "recipe_batches"]
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -138,3 +145,35 @@ class ArrayBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self._order = self._epoch_order()
+
+
+def recipe_batches(
+    dataset: Dataset, split: Split, recipe: Recipe, *, class_weight: np.ndarray | None = None, replicas: int = 1
+) -> tuple[ArrayBatches, ArrayBatches | None]:
+    """The training batches of ``dataset`` (shuffled, weighted, mixed as ``recipe`` says) and its validation batches.
+
+    Data-parallel steps (``replicas > 1`` devices) need equal shares per device: full
+    training batches only (the last, smaller batch of an epoch is left out; the order
+    changes every epoch) and validation batches divisible by ``replicas`` (fewer than
+    ``replicas`` validation images may be left out; the test metrics use them all).
+
+    Raises:
+        DataError: the training images make no full batch.
+    """
+    drop = replicas > 1
+    images, labels, num_classes = dataset.images, dataset.labels, dataset.num_classes
+    train = ArrayBatches(
+        images, labels, indices=split.train, batch_size=recipe.batch_size, num_classes=num_classes, shuffle=True,
+        seed=recipe.seed, class_weight=class_weight, mix=recipe.mix, mix_alpha=recipe.mix_alpha,
+        mix_probability=recipe.mix_probability, drop_remainder=drop,
+    )
+    if len(train) == 0:
+        raise DataError(f"{split.train.size} training images make no full batch of {recipe.batch_size} "
+                        f"on {replicas} devices; lower batch_size", path=dataset.source)
+    if not split.val.size:
+        return train, None
+    batch = recipe.batch_size
+    if drop:  # a multiple of the devices that fits the validation images
+        batch = max(1, min(batch, split.val.size) // replicas) * replicas
+    return train, ArrayBatches(images, labels, indices=split.val, batch_size=batch, num_classes=num_classes,
+                               drop_remainder=drop)

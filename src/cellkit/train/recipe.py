@@ -4,8 +4,10 @@ A :class:`Recipe` says what to build (backbone, head, normalisation and high-pas
 layers), how to feed it (augmentation, mixing, class weights, batch size, split) and how
 to train it: a sequence of :class:`Phase` objects, each with its own optimizer,
 learning-rate schedule, epochs, early stopping and reduce-on-plateau. Recipes are frozen
-dataclasses, validated on construction, and saved/loaded as TOML or JSON; an unknown key
-or a bad value is refused with a :class:`RecipeError` naming the key (and the file).
+dataclasses whose fields carry their own rule (:func:`cellkit._validation.rule`), checked on
+construction; an unknown key or a bad value is refused with a :class:`RecipeError` naming
+the key. :mod:`cellkit.train.recipe_io` reads and writes them as TOML or JSON (errors then
+name the file too).
 
 Phases (``mode``)
     * ``"transfer"`` -- the report's two-phase transfer learning: ``transfer`` trains the
@@ -40,17 +42,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import math
-import numbers
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellkit._io import atomic_write_text
+from cellkit._validation import (
+    check_bool,
+    check_choice,
+    check_fields,
+    check_float,
+    check_int,
+    check_str,
+    check_table,
+    rule,
+)
 from cellkit.errors import CellkitError
 from cellkit.inference import TTA_SPECS
 
@@ -65,7 +72,6 @@ __all__ = [
     "Phase",
     "Recipe",
     "RecipeError",
-    "load_recipe",
     "scratch_phases",
     "transfer_phases",
 ]
@@ -98,54 +104,31 @@ class RecipeError(CellkitError, ValueError):
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
-# --------------------------------------------------------------------------- validators
+# --------------------------------------------------------------------------- field rules
 
 
-def _where(prefix: str, name: str) -> str:
-    return f"{prefix}{name}" if prefix else name
+def _check_class_weight(value: Any, name: str, *, label: str, error: type[Exception]) -> str | tuple[float, ...]:
+    if isinstance(value, str):
+        return check_choice(value, name, CLASS_WEIGHT_MODES, label=label, error=error)
+    if isinstance(value, (list, tuple)) and value:
+        out = tuple(check_float(w, f"{name}[{i}]", low_open=False, error=error) for i, w in enumerate(value))
+        if not any(out):
+            raise error(f"{label} must have a positive entry. Received: {name}={list(value)!r}")
+        return out
+    raise error(f"{label} must be 'balanced', 'none' or a list of one non-negative weight per class. "
+                f"Received: {name}={value!r}")
 
 
-def _check_int(value: Any, name: str, prefix: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise RecipeError(f"{_where(prefix, name)} must be an int >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def _check_float(
-    value: Any, name: str, prefix: str, *, low: float = 0.0, high: float = math.inf, low_open: bool = True,
-    high_open: bool = False,
-) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open or high == math.inf else "]"
-        raise RecipeError(
-            f"{_where(prefix, name)} must be a finite number in {lo}{low:g}, {high:g}{hi}. Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def _check_choice(value: Any, name: str, prefix: str, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
-        hint = ""
-        if isinstance(value, str):
-            close = difflib.get_close_matches(value.lower(), choices, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise RecipeError(
-            f"{_where(prefix, name)} must be one of {list(choices)}{hint}. Received: {name}={value!r}"
-        )
-    return value.lower()
-
-
-def _check_str(value: Any, name: str, prefix: str, allow_none: bool = False) -> str | None:
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str) or not value:
-        raise RecipeError(f"{_where(prefix, name)} must be a non-empty string. Received: {name}={value!r}")
-    return value
+def _check_phases(value: Any, name: str, *, label: str, error: type[Exception]) -> tuple[Phase, ...]:
+    if isinstance(value, Phase) or not isinstance(value, Sequence):
+        raise error(f"{label} must be a list of phases. Received: {name}={value!r}")
+    for i, p in enumerate(value):
+        if not isinstance(p, Phase):
+            raise error(f"{label}[{i}] must be a Phase. Received: {p!r}")
+    names = [p.name for p in value]
+    if len(set(names)) != len(names):
+        raise error(f"phase names must be unique. Received: names={names}")
+    return tuple(value)
 
 
 def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
@@ -203,62 +186,41 @@ class Phase:
         min_learning_rate: floor of reduce-on-plateau.
     """
 
-    name: str
-    trainable: str = "all"
-    epochs: int = 30
-    optimizer: str = "lion"
-    learning_rate: float = 5e-4
-    final_learning_rate: float | None = None
-    schedule: str = "cosine"
-    weight_decay: float | None = None
-    momentum: float = 0.9
-    early_stopping_patience: int | None = None
-    reduce_lr_patience: int | None = None
-    reduce_lr_factor: float = 0.5
-    min_learning_rate: float = 1e-7
+    name: str = field(metadata=rule(check_str))
+    trainable: str = field(default="all", metadata=rule(check_choice, choices=TRAINABLE))
+    epochs: int = field(default=30, metadata=rule(check_int, minimum=1))
+    optimizer: str = field(default="lion", metadata=rule(check_choice, choices=OPTIMIZERS))
+    learning_rate: float = field(default=5e-4, metadata=rule(check_float, high=10.0))
+    final_learning_rate: float | None = field(default=None, metadata=rule(check_float, high=10.0))
+    schedule: str = field(default="cosine", metadata=rule(check_choice, choices=SCHEDULES))
+    weight_decay: float | None = field(default=None, metadata=rule(check_float, low_open=False))
+    momentum: float = field(default=0.9, metadata=rule(check_float, high=1.0, low_open=False, high_open=True))
+    early_stopping_patience: int | None = field(default=None, metadata=rule(check_int, minimum=0))
+    reduce_lr_patience: int | None = field(default=None, metadata=rule(check_int, minimum=0))
+    reduce_lr_factor: float = field(default=0.5, metadata=rule(check_float, high=1.0, high_open=True))
+    min_learning_rate: float = field(default=1e-7, metadata=rule(check_float, low_open=False))
 
     def __post_init__(self) -> None:
         self._validate("")
 
     def _validate(self, prefix: str) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
-        set_("name", _check_str(self.name, "name", prefix))
-        set_("trainable", _check_choice(self.trainable, "trainable", prefix, TRAINABLE))
-        set_("epochs", _check_int(self.epochs, "epochs", prefix, 1))
-        set_("optimizer", _check_choice(self.optimizer, "optimizer", prefix, OPTIMIZERS))
-        set_("learning_rate", _check_float(self.learning_rate, "learning_rate", prefix, high=10.0))
-        set_("schedule", _check_choice(self.schedule, "schedule", prefix, SCHEDULES))
-        if self.final_learning_rate is not None:
-            if self.schedule == "constant":
-                raise RecipeError(
-                    f"{_where(prefix, 'final_learning_rate')} is only used by the cosine and exponential "
-                    "schedules; remove it or choose a decaying schedule. Received: "
-                    f"schedule='constant', final_learning_rate={self.final_learning_rate!r}"
-                )
-            final = _check_float(self.final_learning_rate, "final_learning_rate", prefix, high=10.0)
-            if final > self.learning_rate:
-                raise RecipeError(
-                    f"{_where(prefix, 'final_learning_rate')} must not exceed learning_rate (the schedules "
-                    f"decay). Received: learning_rate={self.learning_rate!r}, final_learning_rate={final!r}"
-                )
-            set_("final_learning_rate", final)
-        if self.weight_decay is not None:
-            set_("weight_decay", _check_float(self.weight_decay, "weight_decay", prefix, low=0.0, low_open=False))
-        set_("momentum", _check_float(self.momentum, "momentum", prefix, low=0.0, high=1.0, low_open=False,
-                                      high_open=True))
-        for key in ("early_stopping_patience", "reduce_lr_patience"):
-            value = getattr(self, key)
-            if value is not None:
-                set_(key, _check_int(value, key, prefix, 0))
-        set_("reduce_lr_factor", _check_float(self.reduce_lr_factor, "reduce_lr_factor", prefix, high=1.0,
-                                              high_open=True))
-        set_("min_learning_rate", _check_float(self.min_learning_rate, "min_learning_rate", prefix,
-                                               low_open=False))
+        check_fields(self, prefix=prefix, error=RecipeError)
+        final = self.final_learning_rate
+        if final is not None and self.schedule == "constant":
+            raise RecipeError(
+                f"{prefix}final_learning_rate is only used by the cosine and exponential schedules; remove it "
+                f"or choose a decaying schedule. Received: schedule='constant', final_learning_rate={final!r}"
+            )
+        if final is not None and final > self.learning_rate:
+            raise RecipeError(
+                f"{prefix}final_learning_rate must not exceed learning_rate (the schedules decay). "
+                f"Received: learning_rate={self.learning_rate!r}, final_learning_rate={final!r}"
+            )
         if self.reduce_lr_patience is not None and self.schedule != "constant":
             raise RecipeError(
-                f"{_where(prefix, 'reduce_lr_patience')} needs schedule='constant': Keras cannot lower the "
-                "learning rate of a schedule (ReduceLROnPlateau refuses it). Use a constant schedule or "
-                f"drop reduce_lr_patience. Received: schedule={self.schedule!r}, "
+                f"{prefix}reduce_lr_patience needs schedule='constant': Keras cannot lower the learning rate "
+                "of a schedule (ReduceLROnPlateau refuses it). Use a constant schedule or drop "
+                f"reduce_lr_patience. Received: schedule={self.schedule!r}, "
                 f"reduce_lr_patience={self.reduce_lr_patience!r}"
             )
 
@@ -362,89 +324,46 @@ class Recipe:
         phases: explicit phases; empty: the defaults of the mode.
     """
 
-    backbone: str = "baseline"
-    weights: str | None = None
-    backbone_options: Mapping[str, Any] = field(default_factory=dict)
-    head: Mapping[str, Any] = field(default_factory=dict)
-    high_pass: str | None = None
-    normalize: str | None = None
-    augmentation: str = "light"
-    mix: str = "none"
-    mix_alpha: float = 1.0
-    mix_probability: float = 1.0
-    class_weight: str | tuple[float, ...] = "balanced"
-    label_smoothing: float = 0.0
-    tta: str = "none"
-    precise_bn: int = 0
-    batch_size: int = 64
-    val: float = 0.08
-    test: float = 0.2
-    seed: int = 0
-    precision: str = "auto"
-    mode: str = "auto"
-    fine_tune_fraction: float = 0.1
-    fine_tune_batch_norm: bool = False
-    phases: tuple[Phase, ...] = ()
+    backbone: str = field(default="baseline", metadata=rule(check_str))
+    weights: str | None = field(default=None, metadata=rule(check_str))
+    backbone_options: Mapping[str, Any] = field(default_factory=dict,
+                                                metadata=rule(check_table, of="the backbone's options"))
+    head: Mapping[str, Any] = field(default_factory=dict, metadata=rule(check_table, of="HeadConfig options"))
+    high_pass: str | None = field(default=None, metadata=rule(check_str))
+    normalize: str | None = field(default=None, metadata=rule(check_choice, choices=NORMALIZATIONS))
+    augmentation: str = field(default="light", metadata=rule(check_choice, choices=AUGMENTATION_POLICIES))
+    mix: str = field(default="none", metadata=rule(check_choice, choices=MIX_METHODS))
+    mix_alpha: float = field(default=1.0, metadata=rule(check_float, high=100.0))
+    mix_probability: float = field(default=1.0, metadata=rule(check_float, high=1.0, low_open=False))
+    class_weight: str | tuple[float, ...] = field(default="balanced", metadata=rule(_check_class_weight))
+    label_smoothing: float = field(default=0.0, metadata=rule(check_float, high=1.0, low_open=False, high_open=True))
+    tta: str = field(default="none", metadata=rule(check_choice, choices=TTA_SPECS))
+    precise_bn: int = field(default=0, metadata=rule(check_int, minimum=0))
+    batch_size: int = field(default=64, metadata=rule(check_int, minimum=1))
+    val: float = field(default=0.08, metadata=rule(check_float, high=1.0, low_open=False, high_open=True))
+    test: float = field(default=0.2, metadata=rule(check_float, high=1.0, low_open=False, high_open=True))
+    seed: int = field(default=0, metadata=rule(check_int, minimum=0))
+    precision: str = field(default="auto", metadata=rule(check_choice, choices=PRECISIONS))
+    mode: str = field(default="auto", metadata=rule(check_choice, choices=MODES))
+    fine_tune_fraction: float = field(default=0.1, metadata=rule(check_float, high=1.0))
+    fine_tune_batch_norm: bool = field(default=False, metadata=rule(check_bool))
+    phases: tuple[Phase, ...] = field(default=(), metadata=rule(_check_phases))
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
-        set_("backbone", _check_str(self.backbone, "backbone", ""))
-        weights = self.weights
-        if isinstance(weights, Path):
-            weights = str(weights)
-        set_("weights", _check_str(weights, "weights", "", allow_none=True))
-        options = self.backbone_options
-        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
-            raise RecipeError(f"backbone_options must be a table of the backbone's options. Received: {options!r}")
-        set_("backbone_options", dict(options))
-        if not isinstance(self.head, Mapping) or not all(isinstance(k, str) for k in self.head):
-            raise RecipeError(f"head must be a table of HeadConfig options. Received: head={self.head!r}")
-        set_("head", dict(self.head))
-        set_("high_pass", _check_str(self.high_pass, "high_pass", "", allow_none=True))
-        if self.normalize is not None:
-            set_("normalize", _check_choice(self.normalize, "normalize", "", NORMALIZATIONS))
-        set_("augmentation", _check_choice(self.augmentation, "augmentation", "", AUGMENTATION_POLICIES))
-        set_("mix", _check_choice(self.mix, "mix", "", MIX_METHODS))
-        set_("mix_alpha", _check_float(self.mix_alpha, "mix_alpha", "", high=100.0))
-        set_("mix_probability", _check_float(self.mix_probability, "mix_probability", "", low=0.0, high=1.0,
-                                             low_open=False))
-        set_("class_weight", _check_class_weight(self.class_weight))
-        set_("label_smoothing", _check_float(self.label_smoothing, "label_smoothing", "", low=0.0, high=1.0,
-                                             low_open=False, high_open=True))
-        set_("tta", _check_choice(self.tta, "tta", "", TTA_SPECS))
-        set_("precise_bn", _check_int(self.precise_bn, "precise_bn", "", 0))
-        set_("batch_size", _check_int(self.batch_size, "batch_size", "", 1))
-        set_("val", _check_float(self.val, "val", "", low=0.0, high=1.0, low_open=False, high_open=True))
-        set_("test", _check_float(self.test, "test", "", low=0.0, high=1.0, low_open=False, high_open=True))
+        if isinstance(self.weights, Path):
+            object.__setattr__(self, "weights", str(self.weights))
+        check_fields(self, prefix="", error=RecipeError)
         if self.val + self.test >= 1.0:
             raise RecipeError(f"val + test must leave training images (< 1). Received: val={self.val}, test={self.test}")
-        set_("seed", _check_int(self.seed, "seed", "", 0))
-        set_("precision", _check_choice(self.precision, "precision", "", PRECISIONS))
-        set_("mode", _check_choice(self.mode, "mode", "", MODES))
-        set_("fine_tune_fraction", _check_float(self.fine_tune_fraction, "fine_tune_fraction", "", high=1.0))
-        if not isinstance(self.fine_tune_batch_norm, bool):
-            raise RecipeError("fine_tune_batch_norm must be true or false. "
-                              f"Received: fine_tune_batch_norm={self.fine_tune_batch_norm!r}")
-        phases = self.phases
-        if isinstance(phases, Phase) or not isinstance(phases, Sequence):
-            raise RecipeError(f"phases must be a list of phases. Received: phases={phases!r}")
-        phases = tuple(phases)
-        for i, p in enumerate(phases):
-            if not isinstance(p, Phase):
-                raise RecipeError(f"phases[{i}] must be a Phase. Received: {p!r}")
-        names = [p.name for p in phases]
-        if len(set(names)) != len(names):
-            raise RecipeError(f"phase names must be unique. Received: names={names}")
-        set_("phases", phases)
         if self.weights is None:
-            for i, p in enumerate(phases):
+            for i, p in enumerate(self.phases):
                 if p.trainable in ("head", "fine_tune"):
                     raise RecipeError(
                         f"phases[{i}] ({p.name!r}) has trainable={p.trainable!r}, which freezes the backbone, "
                         "but weights=None leaves the backbone random. Set weights (e.g. 'imagenet') or use "
                         "trainable='all'."
                     )
-            if self.mode == "transfer" and not phases:
+            if self.mode == "transfer" and not self.phases:
                 raise RecipeError("mode='transfer' needs pretrained weights. Received: weights=None")
 
     # ------------------------------------------------------------------ derived
@@ -469,7 +388,7 @@ class Recipe:
 
     def with_epochs(self, epochs: int) -> Recipe:
         """The resolved recipe with every phase's ``epochs`` set to ``epochs`` (the CLI's ``--epochs``)."""
-        epochs = _check_int(epochs, "epochs", "", 1)
+        epochs = check_int(epochs, "epochs", minimum=1, error=RecipeError)
         base = self.resolved()
         return dataclasses.replace(base, phases=tuple(dataclasses.replace(p, epochs=epochs) for p in base.phases))
 
@@ -482,43 +401,31 @@ class Recipe:
         """Check the names the zoo resolves: backbone, weights, head, high-pass layer (and input shape).
 
         :func:`cellkit.train.train` calls this before writing anything, so a misspelt
-        backbone fails at once instead of after the data is split. Needs Keras (the zoo).
+        backbone fails at once instead of after the data is split. Needs Keras (the zoo,
+        imported here only: the schema itself stays free of it).
 
         Raises:
             RecipeError: naming the key, with the zoo's explanation (close matches, available
                 weights, ...).
         """
+        from cellkit.layers import high_pass_layer
         from cellkit.zoo import HeadConfig, check_backbone_options, get_backbone
         from cellkit.zoo.weights import check_weights
 
-        try:
-            spec = get_backbone(self.backbone)
-        except ValueError as exc:
-            raise RecipeError(f"backbone: {exc}") from None
-        try:
-            check_weights(spec, self.weights)
-        except (ValueError, FileNotFoundError) as exc:
-            raise RecipeError(f"weights: {exc}") from None
-        try:
-            check_backbone_options(spec, self.backbone_options)
-        except ValueError as exc:
-            raise RecipeError(f"backbone_options: {exc}") from None
-        try:
-            HeadConfig.from_value(self.head)
-        except (ValueError, TypeError) as exc:
-            raise RecipeError(f"head: {exc}") from None
-        if self.high_pass is not None:
-            from cellkit.layers import high_pass_layer
+        def check(key: str, errors: tuple[type[Exception], ...], call: Callable[[], Any]) -> Any:
+            try:
+                return call()
+            except errors as exc:
+                raise RecipeError(f"{key}: {exc}") from None
 
-            try:
-                high_pass_layer(self.high_pass)
-            except ValueError as exc:
-                raise RecipeError(f"high_pass: {exc}") from None
+        spec = check("backbone", (ValueError,), lambda: get_backbone(self.backbone))
+        check("weights", (ValueError, FileNotFoundError), lambda: check_weights(spec, self.weights))
+        check("backbone_options", (ValueError,), lambda: check_backbone_options(spec, self.backbone_options))
+        check("head", (ValueError, TypeError), lambda: HeadConfig.from_value(self.head))
+        if self.high_pass is not None:
+            check("high_pass", (ValueError,), lambda: high_pass_layer(self.high_pass))
         if input_shape is not None:
-            try:
-                spec.check_input_shape(tuple(input_shape))
-            except ValueError as exc:
-                raise RecipeError(f"backbone: {exc}") from None
+            check("backbone", (ValueError,), lambda: spec.check_input_shape(tuple(input_shape)))
 
     # ------------------------------------------------------------------ (de)serialisation
 
@@ -560,129 +467,19 @@ class Recipe:
 
     def to_toml(self) -> str:
         """The recipe as TOML text (``None`` values are omitted: they are the defaults)."""
-        return _to_toml(self.to_dict())
+        from cellkit.train.recipe_io import recipe_to_toml
+
+        return recipe_to_toml(self)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the recipe atomically as TOML (``.toml``) or JSON (any other suffix)."""
-        dest = Path(path)
-        if dest.suffix.lower() == ".toml":
-            atomic_write_text(dest, self.to_toml())
-        else:
-            atomic_write_text(dest, json.dumps(self.to_dict(), indent=2) + "\n")
-        return dest
+        from cellkit.train.recipe_io import save_recipe
+
+        return save_recipe(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recipe:
-        """Read a recipe from a ``.toml`` or ``.json`` file (see :func:`load_recipe`)."""
+        """Read a recipe from a ``.toml`` or ``.json`` file (see :func:`cellkit.train.load_recipe`)."""
+        from cellkit.train.recipe_io import load_recipe
+
         return load_recipe(path)
-
-
-def _check_class_weight(value: Any) -> str | tuple[float, ...]:
-    if isinstance(value, str):
-        return _check_choice(value, "class_weight", "", CLASS_WEIGHT_MODES)
-    if isinstance(value, (list, tuple)) and value:
-        out = []
-        for i, w in enumerate(value):
-            out.append(_check_float(w, f"class_weight[{i}]", "", low=0.0, low_open=False))
-        if not any(out):
-            raise RecipeError(f"class_weight must have a positive entry. Received: class_weight={list(value)!r}")
-        return tuple(out)
-    raise RecipeError(
-        "class_weight must be 'balanced', 'none' or a list of one non-negative weight per class. "
-        f"Received: class_weight={value!r}"
-    )
-
-
-def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Read a recipe from TOML (``.toml``) or JSON (``.json``); errors name the file and the key.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.toml"
-        >>> _ = p.write_text('backbone = "compact_resnet"\\n[[phases]]\\nname = "scratch"\\nepochs = 2\\n')
-        >>> load_recipe(p).phases[0].epochs
-        2
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError("no such recipe file (expected a .toml or .json file)", path=path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            data = _toml_loads(path.read_text(encoding="utf-8"))
-        elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            raise RecipeError(f"a recipe is a .toml or .json file. Received: suffix={path.suffix!r}", path=path)
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, RecipeError):
-            raise
-        raise RecipeError(f"not a valid {suffix[1:].upper()} file: {exc}", path=path) from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"a recipe must be a table (dict) at the top level. Received: {type(data).__name__}",
-                          path=path)
-    return Recipe.from_dict(data, path=path)
-
-
-def _toml_loads(text: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise RecipeError("reading TOML on Python 3.10 needs the 'tomli' package; use a .json recipe") from None
-    return tomllib.loads(text)
-
-
-# --------------------------------------------------------------------------- TOML writer
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        v = float(value)
-        if not math.isfinite(v):
-            raise ValueError(f"TOML recipes hold finite numbers only. Received: {v!r}")
-        text = repr(v)
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
-    if isinstance(value, Mapping):
-        items = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML: {value!r}")
-
-
-def _to_toml(data: Mapping[str, Any]) -> str:
-    lines = ["# cellkit training recipe (cellkit.train.Recipe); None values are omitted (they are the defaults)"]
-    tables: list[tuple[str, Mapping[str, Any]]] = []
-    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, Mapping):
-            tables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            arrays.append((key, value))
-        elif isinstance(value, list) and not value and key == "phases":
-            continue
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, table in tables:
-        lines += ["", f"[{_toml_key(key)}]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
-    for key, items in arrays:
-        for item in items:
-            lines += ["", f"[[{_toml_key(key)}]]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in item.items() if v is not None]
-    return "\n".join(lines) + "\n"
