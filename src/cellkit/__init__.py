@@ -17,9 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from cellkit._lazy import lazy_names
 from cellkit.data import Dataset, load, save_npz
 from cellkit.data.split import Split, stratified_kfold, stratified_split
 from cellkit.errors import CellkitError, DataError
@@ -95,17 +93,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cellkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 # Last, once every name above exists: cellkit's layers register with Keras when Keras is imported.

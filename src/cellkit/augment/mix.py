@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cellkit._random import as_generator
+
 __all__ = ["MIX_METHODS", "mix_batch", "smooth_labels"]
 
 MIX_METHODS: tuple[str, ...] = ("cutmix", "mixup", "none")
@@ -89,7 +91,7 @@ def mix_batch(
     if not (isinstance(probability, (int, float)) and 0.0 <= probability <= 1.0):
         raise ValueError(f"`probability` must be in [0, 1]. Received: probability={probability!r}")
     images, labels = _check(images, labels_onehot)
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
     out = images.astype(np.float32)  # a copy: the input is never modified
     n, h, w = images.shape[:3]
     if method != "none" and n > 1:

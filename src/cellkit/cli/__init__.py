@@ -46,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellkit.cli.corrupt_cmd",
     "cellkit.cli.train_cmd",
     "cellkit.cli.evaluate_cmd",
+    "cellkit.cli.calibrate_cmd",
     "cellkit.cli.predict_cmd",
     "cellkit.cli.ensemble_cmd",
     "cellkit.cli.adapt_cmd",

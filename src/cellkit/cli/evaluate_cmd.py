@@ -3,9 +3,13 @@
 MODEL is a ``.keras`` file (a model or an ensemble) or a run folder (its ``model.keras``),
 loaded with ``safe_mode=True``. ``--subset`` evaluates one part of a split: of
 ``--split-file``, or of the run folder's own ``split.json`` when MODEL is a run folder.
+Beside accuracy, precision, recall and F1 the table gives the one-vs-rest AUROC (per class
+and macro), the log-loss and the expected calibration error (:mod:`cellkit.evaluate.calibration`);
+``--confusion PNG`` and ``--reliability PNG`` draw the confusion matrix and the reliability
+diagram.
 
 Example:
-    $ cellkit evaluate runs/baseline sample --subset test --json test-metrics.json
+    $ cellkit evaluate runs/baseline sample --subset test --json test-metrics.json --reliability reliability.png
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from cellkit.errors import DataError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="accuracy, precision, recall, F1 (weighted and macro), per class, of a saved model or ensemble",
+        help="accuracy, precision, recall, F1, AUC, log-loss and calibration (ECE) of a saved model or ensemble",
         description="Evaluate a saved model (.keras file or run folder) on a labelled dataset, or on one part "
         "of a split.",
     )
@@ -41,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", choices=("train", "val", "test"), help="part of the split to evaluate")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per prediction batch (256)")
     add_tta(p, "evaluate the model wrapped in these views")
+    p.add_argument("--confusion", type=Path, metavar="PNG", help="write the confusion matrix (rows normalised) as a PNG")
+    p.add_argument("--reliability", type=Path, metavar="PNG",
+                   help="write the reliability diagram (accuracy per confidence bin) as a PNG")
     p.add_argument(
         "--robustness",
         action="store_true",
@@ -69,7 +76,8 @@ def subset_indices(split_path: Path, subset: str, ids: tuple[str, ...]) -> np.nd
 
 def run(args: argparse.Namespace) -> int:
     from cellkit._io import atomic_write_json
-    from cellkit.evaluate.report import evaluate_model, format_metrics
+    from cellkit.evaluate.report import check_input_size, format_metrics, metrics_from_predictions
+    from cellkit.inference.predict import predict_proba
     from cellkit.inference.saving import load_model, resolve_model_path
 
     model_path = resolve_model_path(args.model)
@@ -84,8 +92,12 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: batch_size={args.batch_size}")
     inputs = [args.model, args.path, split_file]
-    outputs = [(args.json, "--json"), (args.heatmap if args.robustness else None, "--heatmap")]
+    outputs = [(args.json, "--json"), (args.heatmap if args.robustness else None, "--heatmap"),
+               (args.confusion, "--confusion"), (args.reliability, "--reliability")]
     check_output_files(outputs, inputs)
+    for png, flag in ((args.confusion, "--confusion"), (args.reliability, "--reliability")):
+        if png is not None and png.suffix.lower() != ".png":
+            raise DataError(f"{flag}: the figure is a PNG file (expected a name ending in .png)", path=png)
     dataset = load_dataset(args)
     require_labels(dataset, "evaluate")
     idx = None if split_file is None else subset_indices(split_file, args.subset, dataset.ids)
@@ -96,14 +108,17 @@ def run(args: argparse.Namespace) -> int:
 
         model = with_tta(model, tta)
     names = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
-    metrics = evaluate_model(model, dataset.images, dataset.labels, names, idx, subset=args.subset or "all",
-                             batch_size=args.batch_size)
+    check_input_size(model, dataset.images)
+    rows = np.arange(len(dataset.images)) if idx is None else idx
+    proba = predict_proba(model, dataset.images, rows, batch_size=args.batch_size)
+    metrics = metrics_from_predictions(dataset.labels[rows], proba, names, subset=args.subset or "all")
     metrics["model"] = str(model_path)
     metrics["data"] = dataset.source
     if tta is not None:
         metrics["tta"] = tta
     print(f"{model_path} on {dataset.source} ({metrics['subset']}, {metrics['images']} images)")
     print(format_metrics(metrics))
+    _figures(args, metrics, dataset.labels[rows], proba, names)
     if args.robustness:
         metrics["robustness"] = _robustness(args, model, dataset, idx)
     if args.json is not None:
@@ -111,6 +126,24 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"metrics written to {args.json}")
     return EXIT_OK
+
+
+def _figures(args: argparse.Namespace, metrics: dict, labels: np.ndarray, proba: np.ndarray, names) -> None:  # noqa: ANN001
+    """The figures asked for: the confusion matrix and the reliability diagram."""
+    where = f"{Path(metrics['model']).name}, {metrics['subset']}"
+    if args.confusion is not None:
+        from cellkit.evaluate.plots import plot_confusion_matrix
+
+        plot_confusion_matrix(metrics["confusion_matrix"], names, args.confusion, title=f"Confusion matrix ({where})")
+        if not args.quiet:
+            print(f"confusion matrix written to {args.confusion}")
+    if args.reliability is not None:
+        from cellkit.evaluate.calibration import as_probabilities, plot_reliability_diagram
+
+        plot_reliability_diagram(labels, as_probabilities(proba), args.reliability,
+                                 title=f"Reliability ({where}): ECE {metrics['ece']:.4f}")
+        if not args.quiet:
+            print(f"reliability diagram written to {args.reliability}")
 
 
 def _robustness(args: argparse.Namespace, model, dataset, idx) -> dict:  # noqa: ANN001

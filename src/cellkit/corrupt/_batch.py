@@ -31,7 +31,6 @@ from cellkit.data.dataset import image_batch
 __all__ = [
     "CHUNK",
     "SEVERITIES",
-    "as_generator",
     "check_batch",
     "check_severity",
     "filter_batch",
@@ -62,15 +61,6 @@ def check_severity(severity: object) -> int:
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or int(severity) not in SEVERITIES:
         raise ValueError(f"`severity` must be an integer from 1 to 5. Received: severity={severity!r}")
     return int(severity)
-
-
-def as_generator(rng: int | np.random.Generator | None) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed, a generator (used as is) or ``None`` (fresh entropy)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise ValueError(f"`rng` must be an int seed, a numpy Generator or None. Received: rng={rng!r}")
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:

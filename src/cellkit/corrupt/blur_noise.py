@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellkit.corrupt._batch import as_generator, check_batch, check_severity, filter_batch, map_chunks
+from cellkit._random import as_generator
+from cellkit.corrupt._batch import check_batch, check_severity, filter_batch, map_chunks
 from cellkit.corrupt.superpose import jpeg_roundtrip
 from cellkit.filters.kernels import gaussian_kernel
 

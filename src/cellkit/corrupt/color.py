@@ -22,6 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from cellkit._random import as_generator
+
 __all__ = [
     "ANY_GAIN_RANGE",
     "ANY_MIN_CAST",
@@ -120,7 +122,7 @@ def random_filter_gains(
         raise ValueError(f"`n` must be an integer >= 0. Received: n={n!r}")
     if kind not in FILTER_KINDS:
         raise ValueError(f"`kind` must be one of {FILTER_KINDS}. Received: kind={kind!r}")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
     n = int(n)
     if kind == "blue":
         low = np.array([r[0] for r in BLUE_GAIN_RANGES])

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellkit.corrupt._batch import as_generator, check_batch, check_severity, map_chunks, warp_batch
+from cellkit._random import as_generator
+from cellkit.corrupt._batch import check_batch, check_severity, map_chunks, warp_batch
 
 __all__ = ["ROTATE_DEGREES", "TRANSLATE_PIXELS", "ZOOM_FACTORS", "dihedral", "rotate", "translate", "zoom"]
 

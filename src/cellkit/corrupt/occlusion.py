@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellkit.corrupt._batch import as_generator, check_batch, check_severity
+from cellkit._random import as_generator
+from cellkit.corrupt._batch import check_batch, check_severity
 
 __all__ = ["ERASING_AREAS", "ERASING_ASPECT", "random_erasing"]
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from cellkit._random import as_generator
 from cellkit.data.dataset import image_batch
 
 __all__ = [
@@ -90,10 +91,6 @@ _FONTS = (
     cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
 )
 _CHARS = string.ascii_letters + string.digits + "!?#&@*+-=%$"
-
-
-def _generator(rng: int | np.random.Generator | None) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -201,7 +198,7 @@ def natural_overlays(
     the picture's short side) and aspect (about 3:4 to 4:3), rescaled to ``size``, then a
     random flip/rotation (square sizes). Near-uniform crops are redrawn.
     """
-    n, size, gen = _check_count(n), _check_size(size), _generator(rng)
+    n, size, gen = _check_count(n), _check_size(size), as_generator(rng)
     pics = natural_pictures()
     out = np.empty((n, *size, 3), np.uint8)
     todo = np.arange(n)
@@ -305,7 +302,7 @@ def draw_bank(
 
     ``orient``: then each gets a random flip / quarter turn (square sizes).
     """
-    n, size, gen = _check_count(n), _check_size(size), _generator(rng)
+    n, size, gen = _check_count(n), _check_size(size), as_generator(rng)
     out = np.empty((n, *size, 3), np.uint8)
     todo = np.arange(n)
     for _ in range(8):
@@ -338,7 +335,7 @@ def cell_overlays(
     Returns:
         ``(overlays, source)``: the overlays and the pool index each one came from.
     """
-    n, gen = _check_count(n), _generator(rng)
+    n, gen = _check_count(n), as_generator(rng)
     cells = _check_pool(cells)
     m = cells.shape[0]
     if exclude is None:

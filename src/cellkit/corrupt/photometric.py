@@ -32,7 +32,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cellkit.corrupt._batch import as_generator, check_batch, check_severity, map_chunks
+from cellkit._random import as_generator
+from cellkit.corrupt._batch import check_batch, check_severity, map_chunks
 
 __all__ = [
     "BRIGHTNESS_DOWN_GAINS",

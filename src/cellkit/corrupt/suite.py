@@ -45,8 +45,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cellkit._random import as_generator
 from cellkit.corrupt import artefacts, blur_noise, geometric, occlusion, photometric
-from cellkit.corrupt._batch import SEVERITIES, as_generator, check_batch, check_severity
+from cellkit.corrupt._batch import SEVERITIES, check_batch, check_severity
 
 __all__ = [
     "AUGMENTATION_FAMILIES",
@@ -229,5 +230,5 @@ def corrupt(
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         rng = corruption_seed(int(seed), name)
     else:
-        rng = as_generator(seed)
+        rng = as_generator(seed, "seed")
     return CORRUPTIONS[name](images, severity, rng)

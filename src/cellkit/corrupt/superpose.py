@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cellkit._random import as_generator
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES, OVERLAY_KINDS, cell_overlays, dihedral, overlay_bank
 from cellkit.data.dataset import image_batch
 
@@ -200,7 +201,7 @@ def random_superpositions(
         ((4, 32, 32, 3), True)
     """
     images = _check_images(images)
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
     lo, hi = check_alpha_range(alpha)
     kinds = check_kinds(kinds)
     m, h, w, _ = images.shape

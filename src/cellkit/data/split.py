@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cellkit._io import atomic_write_json
+from cellkit._random import SeedLike, as_generator
 from cellkit.errors import DataError
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ _FORMAT = "cellkit.split/1"
 _TEST, _VAL, _TRAIN = 0, 1, 2
 
 Size = float | int
-SeedLike = int | np.random.Generator | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,7 +242,7 @@ def stratified_split(
             f"val and test leave no training samples: {n_val} + {n_test} of {n} samples. "
             f"Received: val={val!r}, test={test!r}"
         )
-    rng = np.random.default_rng(seed)
+    rng = as_generator(seed, "seed")
     totals = np.array([n_test, n_val, n - n_test - n_val], dtype=np.int64)
     quota = _controlled_round(counts, totals)  # (classes, 3): within one image of exact
     part = np.full(n, _TRAIN, dtype=np.int8)
@@ -290,7 +290,7 @@ def stratified_kfold(
     if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral) or not 2 <= n_splits <= n:
         raise ValueError(f"n_splits must be an int in [2, n_samples={n}]. Received: n_splits={n_splits!r}")
     k = int(n_splits)
-    rng = np.random.default_rng(seed)
+    rng = as_generator(seed, "seed")
     fold = np.empty(n, dtype=np.int64)
     if groups is None:
         # Position in a (class, random) order, dealt round-robin: balanced folds and classes.

@@ -9,6 +9,8 @@
 * :mod:`cellkit.inference.tta`: test-time augmentation as saveable layers
   (:func:`with_tta`; specifications such as ``"d4+color"`` are parsed without Keras);
 * :mod:`cellkit.inference.ensemble`: :func:`average_predictions` and :func:`build_ensemble`;
+* :mod:`cellkit.inference.temperature`: :class:`TemperatureScaling`, a saveable layer that
+  divides the logits by a fitted temperature (:func:`cellkit.evaluate.calibrate_model`);
 * :mod:`cellkit.inference.export`: :func:`export_submission`, the course's ``model.py`` folder.
 
 Names are imported from their module on first use: ``from cellkit.inference import
@@ -22,8 +24,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cellkit._lazy import lazy_names
 
 #: Public names, by the module that defines them.
 _LAZY: dict[str, str] = {
@@ -40,19 +41,11 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("TestTimeAugmentation", "ViewAverage", "with_tta"), "cellkit.inference.tta"),
     **dict.fromkeys(("AveragePredictions", "average_predictions", "build_ensemble"), "cellkit.inference.ensemble"),
     **dict.fromkeys(("EXPORT_FORMATS", "export_submission"), "cellkit.inference.export"),
+    **dict.fromkeys(("TemperatureScaling", "with_temperature"), "cellkit.inference.temperature"),
+    "apply_temperature": "cellkit.inference._temperature_math",  # NumPy only
 }
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cellkit.inference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -22,24 +22,32 @@ from cellkit.errors import DataError
 __all__ = ["check_input_size", "predict_proba"]
 
 
+def check_batch_source(
+    images: np.ndarray, indices: Sequence[int] | np.ndarray | None, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, indices as int64)`` checked for batching: a 4-D array, in-range indices, batch_size >= 1.
+
+    Shared by prediction batches here and training batches (:class:`cellkit.train.pipeline.ArrayBatches`).
+    """
+    if not isinstance(images, np.ndarray) or images.ndim != 4:
+        got = f"shape={getattr(images, 'shape', None)}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise ValueError(f"images must be an array (n, h, w, c). Received: images with {got}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    idx = np.arange(images.shape[0], dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= len(images))):
+        raise ValueError(f"indices must be a 1-D array of image indices in [0, {len(images)}). "
+                         f"Received: indices with shape={idx.shape}")
+    return images, idx
+
+
 class _ImageBatches(keras.utils.PyDataset):
     """Batches ``(images[idx],)`` of ``images[indices]`` in order (the last one smaller)."""
 
     def __init__(self, images: np.ndarray, indices: Sequence[int] | np.ndarray | None, batch_size: int,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(images, np.ndarray) or images.ndim != 4:
-            got = f"shape={getattr(images, 'shape', None)}" if isinstance(images, np.ndarray) else type(images).__name__
-            raise ValueError(f"images must be an array (n, h, w, c). Received: images with {got}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
-        self.images = images
-        self.indices = (
-            np.arange(images.shape[0], dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
-        )
-        if self.indices.ndim != 1 or (self.indices.size and (self.indices.min() < 0 or self.indices.max() >= len(images))):
-            raise ValueError(f"indices must be a 1-D array of image indices in [0, {len(images)}). "
-                             f"Received: indices with shape={self.indices.shape}")
+        self.images, self.indices = check_batch_source(images, indices, batch_size)
         self.batch_size = batch_size
 
     def __len__(self) -> int:

@@ -1,7 +1,7 @@
 """Save and load cellkit models: ``.keras`` files written atomically, read with ``safe_mode=True``.
 
 Every saveable Keras class of cellkit (high-pass, normalisation and batch-norm layers,
-augmentation layers, the TTA and ensemble layers) is registered under the ``"cellkit"``
+augmentation layers, the TTA, ensemble and temperature-scaling layers) is registered under the ``"cellkit"``
 package by the module that defines it (``keras.saving.register_keras_serializable``).
 :data:`CUSTOM_OBJECT_MODULES` is the one list of those modules: ``import cellkit`` imports
 them as soon as Keras is imported (:mod:`cellkit._keras_hook`), so plain
@@ -49,6 +49,7 @@ __all__ = [
 #: fails for one that ``import cellkit`` does not register).
 CUSTOM_OBJECT_MODULES: tuple[str, ...] = (
     "cellkit.layers", "cellkit.augment", "cellkit.inference.tta", "cellkit.inference.ensemble",
+    "cellkit.inference.temperature",
 )
 
 

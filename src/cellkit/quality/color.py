@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from cellkit._random import as_generator
 from cellkit.corrupt.color import FILTER_KINDS, color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_KINDS
 from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
@@ -316,11 +317,7 @@ class ColorFilterDetector(IssueDetectorMixin):
             raise ValueError(
                 f"`images` must hold at least {_MIN_IMAGES} images to fit the detector. Received: {n} images"
             )
-        rng = (
-            self.random_state
-            if isinstance(self.random_state, np.random.Generator)
-            else np.random.default_rng(self.random_state)
-        )
+        rng = as_generator(self.random_state, "random_state")
         feats = self._features(images)
         self.center_ = np.median(feats, axis=0)
         self.scale_ = np.maximum(1.4826 * np.median(np.abs(feats - self.center_), axis=0), 1e-4)

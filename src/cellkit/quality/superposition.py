@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from cellkit._random import as_generator
 from cellkit.corrupt.color import color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES
 from cellkit.corrupt.superpose import (
@@ -284,7 +285,7 @@ class SuperpositionDetector(IssueDetectorMixin):
             raise ValueError(
                 f"`images` must hold at least 20 images to fit the detector. Received: {n} images"
             )
-        rng = np.random.default_rng(self.random_state)
+        rng = as_generator(self.random_state, "random_state")
         seed = int(rng.integers(0, 2**31 - 1))
         if n > self.max_train_images:
             images = images[np.sort(rng.choice(n, self.max_train_images, replace=False))]

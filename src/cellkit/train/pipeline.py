@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from cellkit.errors import DataError
+from cellkit.inference.predict import check_batch_source
 
 if TYPE_CHECKING:
     from cellkit.data import Dataset
@@ -78,18 +79,7 @@ class ArrayBatches(keras.utils.PyDataset):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(images, np.ndarray) or images.ndim != 4:
-            got = f"shape={getattr(images, 'shape', None)}" if isinstance(images, np.ndarray) else type(images).__name__
-            raise ValueError(f"images must be an array (n, h, w, c). Received: images with {got}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
-        self.images = images
-        self.indices = (
-            np.arange(images.shape[0], dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
-        )
-        if self.indices.ndim != 1 or (self.indices.size and (self.indices.min() < 0 or self.indices.max() >= len(images))):
-            raise ValueError(f"indices must be a 1-D array of image indices in [0, {len(images)}). "
-                             f"Received: indices with shape={self.indices.shape}")
+        self.images, self.indices = check_batch_source(images, indices, batch_size)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         if self.labels is not None and self.labels.shape != (images.shape[0],):
             raise ValueError(f"labels must have shape ({images.shape[0]},). Received: labels with shape={self.labels.shape}")

@@ -37,7 +37,9 @@ import numpy as np
 from cellkit.data import Dataset
 from cellkit.data.split import Split, stratified_split
 from cellkit.errors import DataError
-from cellkit.evaluate.report import evaluate_model
+from cellkit.evaluate.calibration import calibration_summary
+from cellkit.evaluate.report import evaluate_model, metrics_from_predictions
+from cellkit.inference.predict import predict_proba
 from cellkit.inference.saving import save_model
 from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder, TimeLimit
 from cellkit.train.devices import distribution_scope, precision_policy
@@ -243,7 +245,8 @@ class _Run:
         return final
 
     def _evaluate(self, final: keras.Model) -> dict[str, Any]:
-        """Metrics of ``final`` on the test split (else the validation split), with and without TTA."""
+        """Metrics of ``final`` on the test split (else the validation split), with and without TTA, and the
+        temperature fitted on the validation split with the ECE before and after it (``cellkit calibrate``)."""
         from cellkit.evaluate.plots import plot_confusion_matrix
 
         subset, idx = ("test", self.split.test) if self.split.test.size else ("val", self.split.val)
@@ -251,7 +254,12 @@ class _Run:
             return {}
         args = (self.dataset.images, self.dataset.labels, self.class_names, idx)
         batch = max(self.recipe.batch_size, 256)
-        metrics = evaluate_model(final, *args, subset=subset, batch_size=batch)
+        proba = predict_proba(final, self.dataset.images, idx, batch_size=batch)
+        metrics = metrics_from_predictions(self.dataset.labels[idx], proba, self.class_names, subset=subset)
+        if self.split.val.size:  # temperature fitted on the validation split; the saved model is unchanged
+            val = predict_proba(final, self.dataset.images, self.split.val, batch_size=batch)
+            metrics.update(calibration_summary(val, self.dataset.labels[self.split.val], proba,
+                                               self.dataset.labels[idx], eval_subset=subset))
         if final is not self.classifier:
             plain = evaluate_model(self.classifier, *args, subset=subset, batch_size=batch)
             metrics["tta"] = self.recipe.tta

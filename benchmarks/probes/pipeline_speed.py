@@ -19,7 +19,7 @@ compiled ``predict_on_batch`` (as the op runs in a training step; the first row,
 Prints images/s (and ms per batch for ``--ops``). Run it alone on the machine.
 
 Usage:
-    python scripts/pipeline_speed.py --backbone efficientnet_lite0 --resize-to 128 --augmentation light --ops
+    python benchmarks/probes/pipeline_speed.py --backbone efficientnet_lite0 --resize-to 128 --augmentation light --ops
 """
 
 from __future__ import annotations

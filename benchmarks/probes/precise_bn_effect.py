@@ -7,7 +7,7 @@ layers on ``--batches`` batches of clean training images
 are the same; only the statistics change. The run folder is not modified.
 
 Usage:
-    python scripts/precise_bn_effect.py RUN_DIR DATA [--batches 60] [--batch-size 64] [--seed 0]
+    python benchmarks/probes/precise_bn_effect.py RUN_DIR DATA [--batches 60] [--batch-size 64] [--seed 0]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ subsampling), and the two halves of the 4:2:0 round trip apart -- JPEG luma with
 chroma, clean luma with the JPEG chroma. Nothing is modified.
 
 Usage:
-    python scripts/jpeg_chroma_effect.py DATA RUN_DIR [RUN_DIR ...] [--images 1000] [--qualities 40,15,6]
+    python benchmarks/probes/jpeg_chroma_effect.py DATA RUN_DIR [RUN_DIR ...] [--images 1000] [--qualities 40,15,6]
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from cellkit.corrupt import (
 )
 from cellkit.corrupt.overlays import MIN_OVERLAY_STD, cell_overlays, dihedral
 from cellkit.data import Dataset
+from strategies import seeds
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_superpose_formula_scalar_and_per_image_alpha() -> None:
 
 @given(
     alpha=st.floats(0.0, 1.0),
-    seed=st.integers(0, 2**16),
+    seed=seeds(2**16),
 )
 def test_superpose_is_a_rounded_convex_combination(alpha: float, seed: int) -> None:
     a, b = _random_images(2, 8, seed), _random_images(2, 8, seed + 1)

@@ -12,7 +12,7 @@ already converged without the op, nudged for two epochs, shows the direction and
 of the effect; the robustness benchmark measures it properly.
 
 Usage:
-    python scripts/chroma_blur_probe.py DATA [--run benchmarks/.runs/robust] [--epochs 2] \\
+    python benchmarks/probes/chroma_blur_probe.py DATA [--run benchmarks/.runs/robust] [--epochs 2] \\
         [--max-sigma 3.0] [--rate 0.5] [--skip-control]
 """
 

@@ -4,8 +4,8 @@ Trains 2 epochs of 1,024 random 96x96 images (batch 64) after one warm-up epoch 
 images per second and the implied time of one epoch of pbc96's 10,460 training images.
 
 Usage:
-    python scripts/precision_speed.py mixed_bfloat16
-    python scripts/precision_speed.py float32
+    python benchmarks/probes/precision_speed.py mixed_bfloat16
+    python benchmarks/probes/precision_speed.py float32
 """
 
 from __future__ import annotations

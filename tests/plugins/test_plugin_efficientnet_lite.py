@@ -30,7 +30,7 @@ from cellkit.zoo import (
 )
 from plugin_site import install_plugin
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # tests/plugins/ -> the repository
 PLUGIN = REPO / "plugins" / "cellkit-efficientnet-lite"
 NAMES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from cellkit.data.dataset import Dataset
 from cellkit.data.split import SPLIT_NAMES, Split, stratified_kfold, stratified_split
 from cellkit.errors import DataError
+from strategies import group_arrays, label_arrays, seeds
 
 PROPS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # example count: the profile
 
-labels_st = st.lists(st.integers(0, 6), min_size=3, max_size=300).map(lambda v: np.array(v, dtype=np.int64))
+labels_st = label_arrays(num_classes=7)
 fraction_st = st.sampled_from([0.0, 0.05, 0.08, 0.1, 0.2, 0.25, 0.3, 1 / 3])
 
 
@@ -45,7 +46,7 @@ def _assert_stratified(labels: np.ndarray, part: np.ndarray) -> None:
 
 
 @PROPS
-@given(labels=labels_st, val=fraction_st, test=fraction_st, seed=st.integers(0, 2**32 - 1))
+@given(labels=labels_st, val=fraction_st, test=fraction_st, seed=seeds())
 def test_split_is_a_stratified_partition_of_the_requested_sizes(labels, val, test, seed):
     n = labels.size
     assume(math.ceil(val * n - 1e-9) + math.ceil(test * n - 1e-9) < n)
@@ -61,7 +62,7 @@ def test_split_is_a_stratified_partition_of_the_requested_sizes(labels, val, tes
 
 
 @PROPS
-@given(labels=labels_st, seed=st.integers(0, 2**32 - 1))
+@given(labels=labels_st, seed=seeds())
 def test_same_seed_gives_the_same_split(labels, seed):
     a = stratified_split(labels, val=0.1, test=0.2, seed=seed)
     b = stratified_split(labels, val=0.1, test=0.2, seed=seed)
@@ -72,12 +73,12 @@ def test_same_seed_gives_the_same_split(labels, seed):
 @PROPS
 @given(
     labels=labels_st,
-    groups=st.lists(st.integers(-1, 12), min_size=300, max_size=300),
-    seed=st.integers(0, 1000),
+    groups=group_arrays(12),
+    seed=seeds(1000),
 )
 def test_groups_never_straddle_two_parts(labels, groups, seed):
     n = labels.size
-    g = np.array(groups[:n], dtype=np.int64)
+    g = groups[:n]
     assume(math.ceil(0.1 * n - 1e-9) + math.ceil(0.2 * n - 1e-9) < n)
     split = stratified_split(labels, val=0.1, test=0.2, seed=seed, groups=g)
     _assert_partition(_parts(split), n)
@@ -89,7 +90,7 @@ def test_groups_never_straddle_two_parts(labels, groups, seed):
 
 
 @PROPS
-@given(labels=labels_st, k=st.integers(2, 6), seed=st.integers(0, 1000))
+@given(labels=labels_st, k=st.integers(2, 6), seed=seeds(1000))
 def test_kfold_partitions_with_balanced_classes(labels, k, seed):
     n = labels.size
     assume(k <= n)
@@ -110,12 +111,12 @@ def test_kfold_partitions_with_balanced_classes(labels, k, seed):
 @PROPS
 @given(
     labels=labels_st,
-    groups=st.lists(st.integers(-1, 8), min_size=300, max_size=300),
-    seed=st.integers(0, 1000),
+    groups=group_arrays(8),
+    seed=seeds(1000),
 )
 def test_kfold_groups_never_straddle(labels, groups, seed):
     n = labels.size
-    g = np.array(groups[:n], dtype=np.int64)
+    g = groups[:n]
     folds = stratified_kfold(labels, n_splits=3, seed=seed, groups=g)
     tests = [te for _, te in folds]
     _assert_partition(tests, n)

@@ -7,6 +7,10 @@ pair: ``main(argv)`` returns 2, stderr names the offending file or argument and 
 was expected, no traceback is printed, the inputs are byte-identical afterwards and no output
 (not even a hidden temporary file) is left. A new command is checked by adding one line to
 one of the two lists.
+
+It lives in ``tests/cli/`` with the other command-line tests (``test_cli_quality.py``,
+``test_cli_train.py``); a package's own refusals are tested in its folder (``tests/data/``
+for the loaders, ``tests/train/`` for recipes...).
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ DATA_COMMANDS: dict[str, list[str]] = {
     "corrupt": ["corrupt", "{data}", "--out", "{out}.npz", "--quiet"],
     "train": ["train", "{data}", "--out", "{out}", *TRAIN_FLAGS, "--quiet"],
     "evaluate": ["evaluate", "{model}", "{data}", "--json", "{out}.json", "--quiet"],
+    "calibrate": ["calibrate", "{model}", "{data}", "--out", "{out}.keras", "--quiet"],
     "predict": ["predict", "{model}", "{data}", "--out", "{out}.csv", "--quiet"],
 }
 #: Commands that read a model: ``{model}`` is the bad input, ``{data}`` good data.
 MODEL_COMMANDS: dict[str, list[str]] = {
     "evaluate": ["evaluate", "{model}", "{data}", "--json", "{out}.json", "--quiet"],
+    "calibrate": ["calibrate", "{model}", "{data}", "--out", "{out}.keras", "--quiet"],
     "predict": ["predict", "{model}", "{data}", "--out", "{out}.csv", "--quiet"],
     "ensemble": ["ensemble", "{model}", "{model}", "--out", "{out}.keras", "--quiet"],
     "export": ["export", "{model}", "--out", "{out}", "--keras-only", "--quiet"],
@@ -51,7 +57,7 @@ MODEL_COMMANDS: dict[str, list[str]] = {
 #: Commands whose dataset goes to the quality detectors (a minimum count and size).
 DETECTOR_COMMANDS = ("inspect", "clean")
 #: Commands that need labelled data (an unlabelled .npz or a flat folder of images is refused).
-LABEL_COMMANDS = ("split", "train", "evaluate")
+LABEL_COMMANDS = ("split", "train", "evaluate", "calibrate")
 
 
 @dataclass(frozen=True)
@@ -297,7 +303,7 @@ DATA_CASES: list[Bad] = [
     Bad("too-small-4", "tiny4.npz", ("tiny4.npz", "too small"), commands=DETECTOR_COMMANDS),
     Bad("no-images-at-all", "zero.npz", ("zero.npz", "too few"), commands=DETECTOR_COMMANDS),
     Bad("model-size-mismatch", "goodtree", ("32x32", "48x48", "--size"), flags=("--size", "48x48"),
-        commands=("evaluate", "predict")),
+        commands=("evaluate", "calibrate", "predict")),
 ]
 
 MODEL_CASES: list[Bad] = [
@@ -340,6 +346,15 @@ ARG_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
                                   "--subset", "test", "--json", "{out}.json"], ("runfolder",)),
     ("evaluate-negative-batch", ["evaluate", "{model}", "{data}", "--batch-size", "-1", "--json", "{out}.json"],
      ("--batch-size",)),
+    ("evaluate-confusion-not-png", ["evaluate", "{model}", "{data}", "--confusion", "{out}.jpg"],
+     ("--confusion", ".png")),
+    ("calibrate-out-suffix", ["calibrate", "{model}", "{data}", "--out", "{out}.h5"], ("--out", ".keras")),
+    ("calibrate-negative-batch", ["calibrate", "{model}", "{data}", "--batch-size", "-1", "--out", "{out}.keras"],
+     ("--batch-size",)),
+    ("calibrate-split-other-data", ["calibrate", "{model}", "{data}", "--split-file", "{root}/other_split.json",
+                                    "--out", "{out}.keras"], ("other_split.json",)),
+    ("calibrate-subset-without-split", ["calibrate", "{model}", "{data}", "--subset", "val", "--out",
+                                        "{out}.keras"], ("--subset", "--split-file")),
     ("predict-negative-batch", ["predict", "{model}", "{data}", "--batch-size", "-1", "--out", "{out}.csv"],
      ("--batch-size",)),
     ("predict-out-suffix", ["predict", "{model}", "{data}", "--out", "{out}.npz"], ("--out", ".csv")),

@@ -34,7 +34,7 @@ from cellkit.plugins import (
 from cellkit.zoo import build_classifier, get_backbone, list_backbones, plugin_manager
 from plugin_site import install_plugin
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # tests/plugins/ -> the repository
 EXAMPLE_PLUGIN = REPO / "plugins" / "cellkit-mobilenet"
 
 TINY_PLUGIN = """

@@ -6,7 +6,7 @@ corrupted images without labels, and prints AUROC/F1 overall and per overlay kin
 fit time and the scoring throughput.
 
 Usage:
-    python scripts/eval_superposition.py [PBC96_DIR_OR_NPZ] [--n 4000] [--seed 123]
+    python benchmarks/probes/eval_superposition.py [PBC96_DIR_OR_NPZ] [--n 4000] [--seed 123]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument(
         "data",
         nargs="?",
-        default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "pbc96"),
+        default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "pbc96"),
     )
     ap.add_argument("--n", type=int, default=0, help="random subset size (0 = all)")
     ap.add_argument("--seed", type=int, default=123, help="corruption seed")

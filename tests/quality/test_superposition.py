@@ -25,6 +25,7 @@ from cellkit.quality.features import (
     superposition_features,
 )
 from cellkit.quality.superposition import AUTO_THRESHOLD, SuperpositionDetector
+from strategies import dihedral_ks, sample_indices, seeds
 
 #: Scores of an image and of its flips/quarter turns agree to this (features are exactly
 #: invariant; only float32 summation order differs).
@@ -155,7 +156,7 @@ def test_detector_scores_in_batches_like_all_at_once(
     np.testing.assert_allclose(small_batches.score_samples(images), detector.score_samples(images), atol=1e-6)
 
 
-@given(index=st.integers(0, 479), k=st.integers(1, 7))
+@given(index=sample_indices(), k=dihedral_ks())
 def test_scores_are_invariant_to_flips_and_quarter_turns(
     detector: SuperpositionDetector, corrupted: CorruptionResult, scores: np.ndarray, index: int, k: int
 ) -> None:
@@ -166,7 +167,7 @@ def test_scores_are_invariant_to_flips_and_quarter_turns(
 
 # alpha <= 1/256: no pixel moves by more than about one grey level. Histogram features have
 # bin edges, so a single image can move by up to ~0.2; over the sample the change is tiny.
-@given(alpha=st.floats(0.0, 1 / 256), seed=st.integers(0, 1000))
+@given(alpha=st.floats(0.0, 1 / 256), seed=seeds(1000))
 def test_a_vanishing_superposition_scores_like_the_clean_image(
     detector: SuperpositionDetector, sample: Dataset, alpha: float, seed: int
 ) -> None:
@@ -267,8 +268,8 @@ def test_score_features_matches_score_samples(
 
 
 @settings(max_examples=20, deadline=None, derandomize=True)
-@given(family=st.sampled_from(OVERLAY_FAMILIES), alpha=st.floats(0.4, 0.7), index=st.integers(0, 479),
-       seed=st.integers(0, 10_000))
+@given(family=st.sampled_from(OVERLAY_FAMILIES), alpha=st.floats(0.4, 0.7), index=sample_indices(),
+       seed=seeds(10_000))
 def test_a_strong_superposition_of_any_family_scores_below_its_source(
     detector: SuperpositionDetector, sample: Dataset, family: str, alpha: float, index: int, seed: int
 ) -> None:

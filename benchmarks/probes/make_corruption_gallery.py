@@ -1,8 +1,8 @@
 """Draw the corruption gallery: one row per corruption, the clean cell then severities 1-5.
 
 Usage (from the repository root):
-    python scripts/make_corruption_gallery.py [--out docs/images/corruption_gallery.png]
-                                              [--cell eosinophil/EO_116336.jpg] [--seed 0]
+    python benchmarks/probes/make_corruption_gallery.py [--out docs/images/corruption_gallery.png] \\
+        [--cell eosinophil/EO_116336.jpg] [--seed 0]
 
 The cell is one image of the bundled sample (``cellkit.load("sample")``), named by its id.
 Rows are grouped as in ``cellkit.corrupt.suite.FAMILIES``, training-time augmentation
@@ -31,7 +31,7 @@ from cellkit.corrupt.suite import (
     corrupt,
 )
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "corruption_gallery.png"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "images" / "corruption_gallery.png"
 DEFAULT_CELL = "eosinophil/EO_116336.jpg"
 
 

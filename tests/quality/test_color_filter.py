@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from cellkit.corrupt.color import (
     ANY_GAIN_RANGE,
@@ -23,6 +22,7 @@ from cellkit.quality.color import (
     background_chroma,
     color_features,
 )
+from strategies import dihedral_ks, sample_indices, seeded_uint8_images
 
 # ---------------------------------------------------------------------------------------
 # color_filter
@@ -147,9 +147,8 @@ def test_color_features_see_the_filter_as_a_shift_of_log_levels(sample):
     np.testing.assert_allclose(g[:, [3, 4]], f[:, [3, 4]], atol=0.01)
 
 
-@given(st.integers(0, 7), st.integers(0, 2**32 - 1))
-def test_color_features_invariant_to_flips_and_rotations(k, seed):
-    x = np.random.default_rng(seed).integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
+@given(dihedral_ks(identity=True), seeded_uint8_images((3, 24, 24, 3)))
+def test_color_features_invariant_to_flips_and_rotations(k, x):
     np.testing.assert_allclose(
         color_features(dihedral(x, np.full(3, k))), color_features(x), rtol=1e-5, atol=1e-6
     )
@@ -201,7 +200,7 @@ def test_detector_api(sample, fitted):
     assert fitted.score_samples(x[:0]).shape == (0,)
 
 
-@given(st.integers(0, 479), st.integers(1, 7))
+@given(sample_indices(), dihedral_ks())
 def test_detector_scores_invariant_to_flips_and_rotations(fitted_for_hypothesis, index, k):
     det, images = fitted_for_hypothesis
     x = images[[index]]
