@@ -103,6 +103,10 @@ def report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> It
         "Heat maps (accuracy per corruption x severity): "
         + ", ".join(f"[{name}](robustness_{name}.png)" for name in rows),
         "",
+        "The same models on a third-party yardstick (the ImageNet-C corruptions of `imagecorruptions`, "
+        "installed for evaluation only) and with test-time adaptation: "
+        "[robustness_external.md](robustness_external.md).",
+        "",
     ]
     atomic_write_text(results_dir / "robustness.md", "\n".join(lines))
 

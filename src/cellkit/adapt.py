@@ -19,7 +19,11 @@ augmentation (:func:`cellkit.inference.tta.with_tta`; the statistics are then ga
 views, as the model sees them) and an ensemble (:func:`cellkit.inference.ensemble.build_ensemble`;
 each member's layers are adapted): batch-norm layers inside nested models are found.
 
-Its effect on accuracy has not been measured yet (``docs/training.md``).
+Measured on one kept model (the robust preset with Reinhard normalisation; ``python -m pytest
+benchmarks/test_bench_robustness.py --full -k adaptation``): adapting on half of 1,000 shifted
+test images and scoring the other half, the mean accuracy over 25 severity-5 shifts (18
+third-party ImageNet-C corruptions, 7 of cellkit's held-out families) rose from 0.579 to 0.755;
+on clean images it stayed at 0.96 (``docs/training.md``).
 
 Example:
     >>> import keras, numpy as np
