@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cellkit import __version__
-from cellkit.errors import CellkitError
+from cellkit.errors import CellkitError, DataError
 
 __all__ = [
     "add_data_arguments",
@@ -160,6 +160,23 @@ def check_npz_output(args: argparse.Namespace) -> Path:
         raise DataError("--out: expected an output file ending in .npz", path=out)
     check_output_files([(out, "--out"), (out.with_suffix(".removed.csv"), "--out's .removed.csv")], [args.path])
     return out
+
+
+def resolve_split_file(args: argparse.Namespace, *, run_split_by_default: bool) -> Path | None:
+    """The split file a command reads: ``--split-file``, else ``MODEL/split.json`` of a run folder.
+
+    ``run_split_by_default``: use the run folder's split even without ``--subset`` (``calibrate``
+    fits on its val part); otherwise only when ``--subset`` asks for a part (``evaluate``).
+    ``--subset`` with no split to read is a :class:`DataError`.
+    """
+    if args.split_file is not None:
+        return args.split_file
+    candidate = Path(args.model) / "split.json"
+    if candidate.is_file() and (args.subset or run_split_by_default):
+        return candidate
+    if args.subset:
+        raise DataError("--subset needs --split-file (or MODEL as a run folder with split.json)", path=args.model)
+    return None
 
 
 def check_output_files(

@@ -28,6 +28,7 @@ from cellkit.cli import (
     check_output_files,
     load_dataset,
     require_labels,
+    resolve_split_file,
 )
 from cellkit.errors import DataError
 
@@ -51,24 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _split_file(args: argparse.Namespace) -> Path | None:
-    if args.split_file is not None:
-        return args.split_file
-    candidate = Path(args.model) / "split.json"
-    if candidate.is_file():
-        return candidate
-    if args.subset:
-        raise DataError("--subset needs --split-file (or MODEL as a run folder with split.json)", path=args.model)
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     from cellkit.inference.saving import resolve_model_path
 
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: batch_size={args.batch_size}")
     model_path = resolve_model_path(args.model)
-    split_file = _split_file(args)
+    split_file = resolve_split_file(args, run_split_by_default=True)
     check_output_files([(args.out, "--out")], [args.model, model_path, args.path, split_file])
     if args.out.suffix.lower() != ".keras":
         raise DataError("--out: expected a model file name ending in .keras", path=args.out)

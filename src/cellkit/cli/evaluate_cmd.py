@@ -27,6 +27,7 @@ from cellkit.cli import (
     check_output_files,
     load_dataset,
     require_labels,
+    resolve_split_file,
 )
 from cellkit.errors import DataError
 
@@ -81,12 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from cellkit.inference.saving import load_model, resolve_model_path
 
     model_path = resolve_model_path(args.model)
-    split_file = args.split_file
-    if args.subset and split_file is None:
-        candidate = Path(args.model) / "split.json"
-        if not candidate.is_file():
-            raise DataError("--subset needs --split-file (or MODEL as a run folder with split.json)", path=args.model)
-        split_file = candidate
+    split_file = resolve_split_file(args, run_split_by_default=False)
     if split_file is not None and not args.subset:
         raise DataError("--split-file needs --subset train, val or test", path=split_file)
     if args.batch_size < 1:
