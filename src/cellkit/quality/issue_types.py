@@ -291,7 +291,7 @@ class DuplicatesIssue(IssueType):
         members = np.flatnonzero(group >= 0)
         if members.size == 0:
             return np.zeros(0, np.int64)
-        scored = [t for t in _scored_types(report)]
+        scored = _scored_types(report)
         typical = (
             np.min([report.columns[f"{t.name}_score"] for t in scored], axis=0) if scored else np.zeros(len(report))
         )

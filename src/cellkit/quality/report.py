@@ -399,16 +399,15 @@ def find_issues(
         "id": np.asarray(ds.ids, dtype=str) if n else np.zeros(0, dtype="<U1"),
     }
     params: dict[str, Any] = {"source": ds.source, "random_state": random_state}
+    by_kind: dict[str, dict[str, np.ndarray]] = {}
     for kind in progress(kinds, desc="checking", unit="issue", quiet=quiet):
-        new_columns, new_params = get_issue_type(kind).check(ds.images, context)
-        columns |= new_columns
+        by_kind[kind], new_params = get_issue_type(kind).check(ds.images, context)
         params |= new_params
+    # report order: index, id, the issue types' columns in registry order, label, class_name
+    for kind in issue_type_names():
+        columns |= by_kind.get(kind, {})
     if ds.labels is not None:
         columns["label"] = ds.labels.astype(np.int64)
         if ds.class_names:
             columns["class_name"] = np.asarray([ds.class_names[i] for i in ds.labels], dtype=str).reshape(n)
-    # report order: index, id, the issue types' columns in registry order, label, class_name
-    order = ["index", "id"] + [c for kind in issue_type_names() if kind in kinds for c in columns
-                               if c in get_issue_type(kind).columns or c.startswith(f"{kind}_")]
-    order += [c for c in ("label", "class_name") if c in columns]
-    return IssueReport({c: columns[c] for c in dict.fromkeys(order)}, kinds, params, ds.class_names)
+    return IssueReport(columns, kinds, params, ds.class_names)
