@@ -11,7 +11,8 @@ Three kinds, as seen in (or plausible for) a corrupted cell dataset:
   by multiples of 90 degrees. The hard case: same stain, same optics.
 
 Every generator is seeded by ``rng`` (an int or a ``numpy.random.Generator``): the same
-seed gives the same overlays.
+seed gives the same overlays. What every bank shares (:func:`dihedral`, ``draw_bank``, the
+redrawing of near-uniform overlays) is in :mod:`cellkit.corrupt._bank`.
 
 Example:
     >>> import numpy as np
@@ -28,12 +29,13 @@ from __future__ import annotations
 import functools
 import string
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from cellkit._random import as_generator
+from cellkit.corrupt._bank import MIN_OVERLAY_STD, check_count, check_size, dihedral, draw_bank, flat  # noqa: F401
 from cellkit.data.dataset import image_batch
 
 __all__ = [
@@ -77,10 +79,6 @@ NATURAL_PICTURES: tuple[str, ...] = (
     "horse",
 )
 
-#: Overlays flatter than this (standard deviation of the grey levels) are redrawn: a
-#: near-uniform overlay only shifts the brightness, it is not a visible superposition.
-MIN_OVERLAY_STD: float = 12.0
-
 _MAX_PICTURE_SIDE = 640
 _FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX,
@@ -91,22 +89,6 @@ _FONTS = (
     cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
 )
 _CHARS = string.ascii_letters + string.digits + "!?#&@*+-=%$"
-
-
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"`size` must be (height, width). Received: size={size!r}") from None
-    if h < 8 or w < 8:
-        raise ValueError(f"`size` must be at least (8, 8). Received: size={size!r}")
-    return h, w
-
-
-def _check_count(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"`n` must be an integer >= 0. Received: n={n!r}")
-    return int(n)
 
 
 @functools.cache
@@ -136,43 +118,6 @@ def natural_pictures() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def dihedral(images: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Apply one of the 8 flips/rotations to each image: ``k[i]`` in 0..7.
-
-    ``k % 4`` quarter turns counter-clockwise, then a left-right flip when ``k >= 4``.
-    Images must be square when any ``k`` is odd. Vectorised per group of equal ``k``.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.arange(4).reshape(1, 2, 2, 1)
-        >>> dihedral(x, np.array([4]))[0, :, :, 0]
-        array([[1, 0],
-               [3, 2]])
-    """
-    k = np.asarray(k, dtype=np.int64)
-    if k.shape != (images.shape[0],) or np.any((k < 0) | (k > 7)):
-        raise ValueError(
-            f"`k` must have shape ({images.shape[0]},) with values in 0..7. Received: k.shape={k.shape}"
-        )
-    out = np.empty_like(images)
-    for t in np.unique(k):
-        sel = k == t
-        g = np.rot90(images[sel], int(t % 4), axes=(1, 2))
-        if t >= 4:
-            g = g[:, :, ::-1]
-        out[sel] = g
-    return out
-
-
-def _flat(overlays: np.ndarray) -> np.ndarray:
-    """Boolean mask of overlays whose grey levels are nearly uniform."""
-    n, h, w, _ = overlays.shape
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    grey = cv2.cvtColor(np.ascontiguousarray(overlays).reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY)
-    return grey.reshape(n, -1).astype(np.float32).std(axis=1) < MIN_OVERLAY_STD
-
-
 def _natural_one(pic: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     ph, pw = pic.shape[:2]
     h, w = size
@@ -198,7 +143,7 @@ def natural_overlays(
     the picture's short side) and aspect (about 3:4 to 4:3), rescaled to ``size``, then a
     random flip/rotation (square sizes). Near-uniform crops are redrawn.
     """
-    n, size, gen = _check_count(n), _check_size(size), as_generator(rng)
+    n, size, gen = check_count(n), check_size(size), as_generator(rng)
     pics = natural_pictures()
     out = np.empty((n, *size, 3), np.uint8)
     todo = np.arange(n)
@@ -208,7 +153,7 @@ def natural_overlays(
         which = gen.integers(0, len(pics), size=todo.size)
         for j, p in zip(todo, which, strict=True):
             out[j] = _natural_one(pics[p], size, gen)
-        todo = todo[_flat(out[todo])]
+        todo = todo[flat(out[todo])]
     if size[0] == size[1]:
         out = dihedral(out, gen.integers(0, 8, size=n))
     else:
@@ -290,32 +235,6 @@ def drawn_overlays(
     return draw_bank(_drawn_one, n, size, rng, orient=False)
 
 
-def draw_bank(
-    one: Callable[[tuple[int, int], np.random.Generator], np.ndarray],
-    n: int,
-    size: Sequence[int],
-    rng: int | np.random.Generator | None,
-    *,
-    orient: bool = True,
-) -> np.ndarray:
-    """``n`` overlays drawn by ``one(size, rng)``; near-uniform ones are redrawn (up to 8 times).
-
-    ``orient``: then each gets a random flip / quarter turn (square sizes).
-    """
-    n, size, gen = _check_count(n), _check_size(size), as_generator(rng)
-    out = np.empty((n, *size, 3), np.uint8)
-    todo = np.arange(n)
-    for _ in range(8):
-        if todo.size == 0:
-            break
-        for j in todo:
-            out[j] = one(size, gen)
-        todo = todo[_flat(out[todo])]
-    if orient and size[0] == size[1] and n:
-        out = dihedral(out, gen.integers(0, 8, size=n))
-    return out
-
-
 def cell_overlays(
     cells: np.ndarray,
     n: int,
@@ -335,7 +254,7 @@ def cell_overlays(
     Returns:
         ``(overlays, source)``: the overlays and the pool index each one came from.
     """
-    n, gen = _check_count(n), as_generator(rng)
+    n, gen = check_count(n), as_generator(rng)
     cells = _check_pool(cells)
     m = cells.shape[0]
     if exclude is None:
@@ -390,7 +309,7 @@ def overlay_bank(
     """
     if kind not in OVERLAY_FAMILIES:
         raise ValueError(f"`kind` must be one of {OVERLAY_FAMILIES}. Received: kind={kind!r}")
-    size = _check_size(size)
+    size = check_size(size)
     if kind == "natural":
         return natural_overlays(n, size, rng)
     if kind == "drawn":

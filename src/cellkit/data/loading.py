@@ -26,6 +26,11 @@ class folder that are not images (other files, sub-folders, broken or looping sy
 links), are recorded in ``Dataset.problems`` (path and reason) and a :class:`DataWarning` is
 issued; with ``strict=True`` the first one raises :class:`~cellkit.errors.DataError` instead.
 
+This module reads datasets, whole or batch by batch, within the memory available; finding the
+files (:mod:`cellkit.data._folders`), decoding them (:mod:`cellkit.data._decode`, with the
+checks of :mod:`cellkit.data._integrity`) and the ``.npz`` arrays (:mod:`cellkit.data._npz`)
+are its private modules.
+
 Example:
     >>> import cellkit
     >>> ds = cellkit.load("sample")
@@ -36,32 +41,20 @@ Example:
 from __future__ import annotations
 
 import os
-import stat
 import warnings
-import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from cellkit._io import atomic_save_npz
 from cellkit._progress import progress
 from cellkit.data import _integrity
-from cellkit.data._integrity import (
-    captured_stderr,
-    decode_jpeg_checked,
-    header_size,
-    libjpeg_trouble,
-    pass_on,
-    png_damage,
-    too_many_pixels,
-)
+from cellkit.data._decode import decode_many
+from cellkit.data._folders import IMAGE_EXTENSIONS, FolderIndex, index_folder
+from cellkit.data._npz import npz_images, npz_labels, read_npz_arrays, save_npz
 from cellkit.data.dataset import Dataset
 from cellkit.errors import DataError
 
@@ -76,9 +69,6 @@ __all__ = [
     "save_npz",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
-
 
 class DataWarning(UserWarning):
     """Some files of a dataset were left out (see ``Dataset.problems``)."""
@@ -87,253 +77,6 @@ class DataWarning(UserWarning):
 def sample_path() -> Path:
     """The folder of the bundled sample (60 PBC images per class, CC BY 4.0)."""
     return Path(str(resources.files("cellkit.data") / "sample"))
-
-
-@dataclass(frozen=True)
-class FolderIndex:
-    """The files of a class-folder dataset, listed without decoding any image."""
-
-    root: Path
-    files: tuple[Path, ...]
-    #: Class index of each file; ``None`` for a flat folder (unlabelled images).
-    labels: np.ndarray | None
-    class_names: tuple[str, ...]
-    #: ``(path, reason)`` of each entry of a class folder that is not read (reported as a problem).
-    problems: tuple[tuple[str, str], ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def ids(self, start: int = 0, stop: int | None = None) -> list[str]:
-        if self.labels is None:  # a flat folder: the file name is the path relative to the folder
-            return [f.name for f in self.files[start:stop]]
-        return [f"{f.parent.name}/{f.name}" for f in self.files[start:stop]]
-
-
-def index_folder(root: str | os.PathLike[str], class_names: Sequence[str] | None = None) -> FolderIndex:
-    """List ``root/<class>/<image>`` files, or ``root/<image>`` files of a flat folder (no labels).
-
-    Raises :class:`DataError` on a bad layout: no class sub-folders and no image files, or
-    image files beside sub-folders at the top level.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError("expected a folder with one sub-folder per class, or a flat folder of images", path=root)
-    entries = [p for p in _list_folder(root) if not p.name.startswith(".")]
-    found = sorted(p.name for p in entries if p.is_dir())
-    loose = sorted(p.name for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
-    if found and loose:
-        raise DataError(
-            f"holds both image files at its top level ({_some(loose)}) and sub-folders ({_some(found)}); "
-            "expected either one sub-folder per class (labelled images) or a flat folder of images without "
-            "sub-folders (unlabelled): move the loose images into class sub-folders, or the sub-folders out",
-            path=root,
-        )
-    if not found:
-        if not loose:
-            raise DataError(
-                f"no class sub-folders and no image files found (expected one sub-folder per class, or image "
-                f"files ending in {', '.join(IMAGE_EXTENSIONS)})",
-                path=root,
-            )
-        if class_names is not None:
-            raise DataError("class_names given, but the folder has no class sub-folders (a flat folder of "
-                            "unlabelled images)", path=root)
-        images, skipped = _class_files(root)  # the same checks as a class folder's entries
-        return FolderIndex(root, tuple(images), None, (), tuple(skipped))
-    if class_names is None:
-        names = tuple(found)
-    else:
-        names = tuple(class_names)
-        missing = [c for c in names if c not in found]
-        extra = [c for c in found if c not in names]
-        if missing or extra:
-            raise DataError(
-                f"class_names do not match the sub-folders: missing folders {missing}, unexpected folders {extra}",
-                path=root,
-            )
-    files: list[Path] = []
-    labels: list[int] = []
-    problems: list[tuple[str, str]] = []
-    for label, name in enumerate(names):
-        folder = root / name
-        images, skipped = _class_files(folder)
-        if not images:
-            left = f"; left out: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
-            raise DataError(
-                f"class folder {name!r} holds no images (expected files ending in {', '.join(IMAGE_EXTENSIONS)}){left}",
-                path=folder,
-            )
-        files.extend(images)
-        labels.extend([label] * len(images))
-        problems.extend(skipped)
-    return FolderIndex(root, tuple(files), np.asarray(labels, dtype=np.int64), names, tuple(problems))
-
-
-def _some(names: Sequence[str], k: int = 3) -> str:
-    """``"a, b, c and 4 more"``: the first ``k`` names of a list, for a message."""
-    more = f" and {len(names) - k} more" if len(names) > k else ""
-    return ", ".join(names[:k]) + more
-
-
-def _list_folder(folder: Path) -> list[Path]:
-    """The entries of ``folder``; :class:`DataError` if it cannot be listed (permissions, I/O)."""
-    try:
-        return list(folder.iterdir())
-    except OSError as exc:
-        raise DataError(
-            f"cannot list the folder: {exc.strerror or exc} (expected a readable folder)", path=folder
-        ) from None
-
-
-def _class_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The image files of a class folder, sorted by name, and ``(path, reason)`` for the entries left out.
-
-    Hidden entries are ignored; a sub-folder, a file of another type and a broken or looping
-    symbolic link are left out and reported.
-    """
-    images: list[Path] = []
-    skipped: list[tuple[str, str]] = []
-    for p in sorted(_list_folder(folder), key=lambda p: p.name):
-        if p.name.startswith("."):
-            continue
-        reason = _entry_problem(p)
-        if reason is None:
-            images.append(p)
-        else:
-            skipped.append((str(p), reason))
-    return images, skipped
-
-
-def _entry_problem(p: Path) -> str | None:
-    """Why the class-folder entry ``p`` is not read as an image, or ``None`` if it is one."""
-    try:
-        st = p.stat()
-    except OSError as exc:
-        if p.is_symlink():
-            return f"broken symbolic link ({exc.strerror or exc}; expected a link to an image file)"
-        return f"cannot read file: {exc.strerror or exc}"
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder inside a class folder is not read (expected image files directly in the class folder)"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file (expected an image file)"
-    if p.suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"not an image file name (expected a name ending in {', '.join(IMAGE_EXTENSIONS)})"
-    return None
-
-
-_MAGIC = {
-    b"\xff\xd8\xff": "JPEG",
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"II*\x00": "TIFF",
-    b"MM\x00*": "TIFF",
-    b"BM": "BMP",
-}
-
-
-def _format_of(data: bytes) -> str | None:
-    return next((fmt for magic, fmt in _MAGIC.items() if data.startswith(magic)), None)
-
-
-def _is_truncated(data: bytes, fmt: str | None) -> bool:
-    """End-of-stream checks: OpenCV may return a half-decoded JPEG/PNG without error."""
-    if fmt == "JPEG":
-        return b"\xff\xd9" not in data[-64:]
-    if fmt == "PNG":
-        return b"IEND" not in data[-16:]
-    return False
-
-
-def _decode_checked(data: bytes, fmt: str, jpeg_check: bool = True) -> np.ndarray | str:
-    """Decode with OpenCV after the header and integrity checks; the image or the reason it was refused.
-
-    ``jpeg_check=False`` decodes a JPEG without capturing libjpeg's warnings for this file
-    alone (the caller captures them for a whole batch: :func:`_decode_many`).
-    """
-    declared = header_size(data, fmt)
-    reason = too_many_pixels(declared)
-    if reason is None and fmt == "PNG":
-        reason = png_damage(data)
-    if reason is not None:
-        return reason
-    if fmt == "JPEG" and jpeg_check:
-        img, reason = decode_jpeg_checked(data, cv2.IMREAD_UNCHANGED)
-        if reason is not None:
-            return reason
-    else:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return f"corrupt {fmt}: OpenCV cannot decode it"
-    return img
-
-
-def _decode(path: Path, convert: bool, size: tuple[int, int] | None, jpeg_check: bool = True) -> np.ndarray | str:
-    """Decode one file to uint8 RGB ``(h, w, 3)``, or return the reason it was refused."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"cannot read file: {exc.strerror or exc}"
-    if not data:
-        return "empty file"
-    fmt = _format_of(data)
-    if fmt is None:
-        return "not an image (no JPEG, PNG, TIFF or BMP signature)"
-    if _is_truncated(data, fmt):
-        return f"truncated or corrupt {fmt} (no end-of-image marker)"
-    img = _decode_checked(data, fmt, jpeg_check)
-    if isinstance(img, str):
-        return img
-    if img.dtype == np.uint16:
-        if not convert:
-            return "16-bit image; expected 8-bit RGB (pass convert=True / --convert to scale to 8 bits)"
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        return f"unsupported pixel type {img.dtype}; expected 8-bit RGB"
-    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        if not convert:
-            return "grayscale image; expected RGB (pass convert=True / --convert to replicate the channel)"
-        img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        if not convert:
-            return "RGBA image; expected RGB (pass convert=True / --convert to drop the alpha channel)"
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    elif img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        return f"{img.shape[2]}-channel image; expected RGB"
-    if size is not None and img.shape[:2] != size:
-        img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return img
-
-
-def _decode_many(
-    paths: Sequence[Path], convert: bool, size: tuple[int, int] | None
-) -> list[np.ndarray | str]:
-    """Decode ``paths`` on several threads, inside one capture of libjpeg's warnings.
-
-    In the common case nothing is printed and no file pays for a check of its own; when
-    libjpeg did warn, the batch is decoded again one file at a time, each with its own
-    capture, so that the warning is the problem of the file that caused it.
-    """
-    with captured_stderr() as captured:
-        out = _decode_threads(paths, convert, size, jpeg_check=False)
-    if libjpeg_trouble(captured.text):
-        out = [_decode(p, convert, size) for p in paths]
-    pass_on(captured.text)
-    return out
-
-
-def _decode_threads(
-    paths: Sequence[Path], convert: bool, size: tuple[int, int] | None, jpeg_check: bool
-) -> list[np.ndarray | str]:
-    if len(paths) < 16 or _DECODE_THREADS == 1:
-        return [_decode(p, convert, size, jpeg_check) for p in paths]
-    # one task per thread (not per file): OpenCV releases the GIL while decoding
-    step = -(-len(paths) // _DECODE_THREADS)
-    chunks = [paths[i : i + step] for i in range(0, len(paths), step)]
-    with ThreadPoolExecutor(len(chunks)) as pool:
-        parts = pool.map(lambda chunk: [_decode(p, convert, size, jpeg_check) for p in chunk], chunks)
-        return [out for part in parts for out in part]
 
 
 def _report(problems: list[tuple[str, str]], strict: bool, where: str) -> None:
@@ -401,7 +144,7 @@ def _read_files(
     extra: Sequence[tuple[str, str]] = (),
 ) -> Dataset:
     paths = index.files[start:stop]
-    decoded = _decode_many(paths, convert, size)
+    decoded = decode_many(paths, convert, size)
     if size is None:
         size = _common_size(decoded)
     problems: list[tuple[str, str]] = list(extra)
@@ -565,110 +308,24 @@ def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
     return path
 
 
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-
-def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (never unpickling); :class:`DataError` for anything else."""
-    not_zip = "not a valid .npz (zip) file: damaged or truncated (expected a file written by numpy.savez)"
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below; np.load would leak it on a bad zip
-    except OSError as exc:
-        raise DataError(f"cannot read file: {exc.strerror or exc}", path=path) from None
-    with fh:
-        return _read_npz_from(fh, path, not_zip)
-
-
-def _read_npz_from(fh, path: Path, not_zip: str) -> dict[str, np.ndarray]:  # noqa: ANN001 - a binary file
-    head = fh.read(4)
-    if head not in _ZIP_MAGIC:
-        raise DataError(f"{not_zip}. Received: a file starting with {head!r}", path=path)
-    fh.seek(0)
-    try:
-        with np.load(fh, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise DataError(
-                "holds pickled (object) arrays, which cellkit never loads (allow_pickle=False); "
-                "save plain numeric/string arrays instead",
-                path=path,
-            ) from None
-        raise DataError(f"{not_zip}. Received: {exc}", path=path) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
-        raise DataError(f"{not_zip}. Received: {type(exc).__name__}: {exc}", path=path) from None
-
-
 def _load_npz(
     path: Path, *, convert: bool, class_names: Sequence[str] | None, size: tuple[int, int] | None = None
 ) -> Dataset:
-    arrays = _read_npz_arrays(path)
+    arrays = read_npz_arrays(path)
     if "images" not in arrays:
         raise DataError(f"expected an 'images' array; found {sorted(arrays)}", path=path)
-    images = _npz_images(arrays["images"], convert, path)
+    images = npz_images(arrays["images"], convert, path)
     if size is not None:
         images = _resize_all(images, size, path)
     n = images.shape[0]
     labels = None
     if "labels" in arrays:
-        labels = _npz_labels(arrays["labels"], n, path)
+        labels = npz_labels(arrays["labels"], n, path)
     names = tuple(class_names) if class_names is not None else tuple(str(c) for c in arrays.get("class_names", ()))
     ids = tuple(str(i) for i in arrays["ids"]) if "ids" in arrays else ()
     if ids and len(ids) != n:
         raise DataError(f"'ids' has {len(ids)} entries for {n} images", path=path)
     return Dataset(images=images, labels=labels, class_names=names, ids=ids, source=str(path))
-
-
-def _npz_images(images: np.ndarray, convert: bool, path: Path) -> np.ndarray:
-    if images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 1):
-        if not convert:
-            raise DataError(
-                f"'images' is grayscale {images.shape}; expected (n, h, w, 3) RGB "
-                "(pass convert=True / --convert to replicate the channel)",
-                path=path,
-            )
-        images = np.repeat(images.reshape(images.shape[:3] + (1,)), 3, axis=-1)
-    elif images.ndim == 4 and images.shape[-1] == 4:
-        if not convert:
-            raise DataError(
-                f"'images' is RGBA {images.shape}; expected (n, h, w, 3) RGB "
-                "(pass convert=True / --convert to drop the alpha channel)",
-                path=path,
-            )
-        images = images[..., :3]
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(f"'images' has shape {images.shape}; expected (n, h, w, 3) RGB", path=path)
-    if images.dtype == np.uint8:
-        return images
-    if images.dtype == np.uint16 and convert:
-        return (images >> 8).astype(np.uint8)
-    if np.issubdtype(images.dtype, np.floating) and convert:
-        _check_float_values(images, path)
-        hi = float(images.max()) if images.size else 0.0
-        scale = 255.0 if hi <= 1.0 else 1.0
-        return np.clip(np.rint(images * scale), 0, 255).astype(np.uint8)
-    raise DataError(
-        f"'images' has dtype {images.dtype}; expected uint8 0-255 "
-        "(pass convert=True / --convert to scale float [0, 1] or [0, 255] and 16-bit data)",
-        path=path,
-    )
-
-
-def _check_float_values(images: np.ndarray, path: Path) -> None:
-    """:class:`DataError` unless every value is finite and in [0, 255] (NaN would silently become 0)."""
-    bad = int(np.count_nonzero(~np.isfinite(images)))
-    if bad:
-        raise DataError(
-            f"'images' contains NaN or infinite values ({bad} of {images.size}); expected finite pixel values "
-            "in [0, 1] or [0, 255] (convert=True / --convert does not invent pixels)",
-            path=path,
-        )
-    lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
-    if lo < 0 or hi > 255:
-        raise DataError(
-            f"'images' holds values from {lo:g} to {hi:g}; expected pixel values in [0, 1] or [0, 255]",
-            path=path,
-        )
 
 
 def _resize_all(images: np.ndarray, size: tuple[int, int], path: Path) -> np.ndarray:
@@ -681,41 +338,3 @@ def _resize_all(images: np.ndarray, size: tuple[int, int], path: Path) -> np.nda
         out[i] = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     return out
 
-
-def _npz_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    elif labels.ndim == 2 and labels.shape[0] == n and labels.shape[1] > 1:
-        if not np.all((labels == 0) | (labels == 1)) or not np.all(labels.sum(axis=1) == 1):
-            raise DataError(f"'labels' of shape {labels.shape} is not one-hot", path=path)
-        labels = labels.argmax(axis=1)
-    if labels.ndim != 1:
-        raise DataError(f"'labels' has shape {labels.shape}; expected ({n},) class indices", path=path)
-    if labels.shape[0] != n:
-        raise DataError(f"{labels.shape[0]} labels for {n} images; expected one label per image", path=path)
-    if not np.issubdtype(labels.dtype, np.integer):
-        if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
-            labels = labels.astype(np.int64)
-        else:
-            raise DataError(f"'labels' has dtype {labels.dtype}; expected integer class indices", path=path)
-    return labels.astype(np.int64)
-
-
-def save_npz(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``dataset`` to ``path`` (``.npz``) atomically, readable by :func:`load`.
-
-    Stores ``images``, ``labels`` (when present), ``class_names`` and ``ids`` as plain
-    arrays (no pickles).
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise DataError("output file must end in .npz", path=path)
-    arrays: dict[str, np.ndarray] = {
-        "images": dataset.images,
-        "ids": np.asarray(dataset.ids, dtype=str),
-        "class_names": np.asarray(dataset.class_names, dtype=str),
-    }
-    if dataset.labels is not None:
-        arrays["labels"] = dataset.labels
-    atomic_save_npz(path, **arrays)
-    return path

@@ -17,7 +17,9 @@ every group inside a single split: groups are placed first, as units, and the re
 images then fill each class's quota, so stratification stays close (no longer exact).
 
 The work is vectorised: one permutation and one stable sort of the labels, no Python loop
-over images (only over classes and groups).
+over images (only over classes and groups). This module holds the :class:`Split` value and
+the two entry points; the quotas and the dealing of samples are in
+:mod:`cellkit.data._quota`, the placement of groups in :mod:`cellkit.data._groups`.
 
 Example:
     >>> import numpy as np
@@ -33,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import os
 from collections.abc import Sequence
@@ -44,6 +45,15 @@ import numpy as np
 
 from cellkit._io import atomic_write_json
 from cellkit._random import SeedLike, as_generator
+from cellkit.data._groups import encode_groups, place_groups
+from cellkit.data._quota import (
+    Size,
+    class_major_order,
+    controlled_round,
+    encode_labels,
+    fill_quota,
+    resolve_size,
+)
 from cellkit.errors import DataError
 
 if TYPE_CHECKING:
@@ -57,8 +67,6 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 _FORMAT = "cellkit.split/1"
 # Internal column order: test first, then val, then train (train takes what is left).
 _TEST, _VAL, _TRAIN = 0, 1, 2
-
-Size = float | int
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,10 +241,10 @@ def stratified_split(
         >>> split.sizes()
         {'train': 9, 'val': 0, 'test': 3}
     """
-    codes, counts = _encode_labels(labels)
+    codes, counts = encode_labels(labels)
     n = codes.size
-    n_test = _resolve_size(test, n, "test")
-    n_val = _resolve_size(val, n, "val")
+    n_test = resolve_size(test, n, "test")
+    n_val = resolve_size(val, n, "val")
     if n_test + n_val >= n:
         raise ValueError(
             f"val and test leave no training samples: {n_val} + {n_test} of {n} samples. "
@@ -244,16 +252,16 @@ def stratified_split(
         )
     rng = as_generator(seed, "seed")
     totals = np.array([n_test, n_val, n - n_test - n_val], dtype=np.int64)
-    quota = _controlled_round(counts, totals)  # (classes, 3): within one image of exact
+    quota = controlled_round(counts, totals)  # (classes, 3): within one image of exact
     part = np.full(n, _TRAIN, dtype=np.int8)
     if groups is None:
         free = np.ones(n, dtype=bool)
     else:
-        gcodes = _encode_groups(groups, n)
+        gcodes = encode_groups(groups, n)
         free = gcodes < 0
         if not free.all():
-            quota = _place_groups(codes, gcodes, quota, rng, part)
-    _fill_quota(codes, free, quota, rng, part)
+            quota = place_groups(codes, gcodes, quota, rng, part)
+    fill_quota(codes, free, quota, rng, part)
     return Split(
         train=np.flatnonzero(part == _TRAIN),
         val=np.flatnonzero(part == _VAL),
@@ -285,7 +293,7 @@ def stratified_kfold(
         >>> [len(test) for _, test in folds]
         [2, 2, 2]
     """
-    codes, counts = _encode_labels(labels)
+    codes, counts = encode_labels(labels)
     n = codes.size
     if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral) or not 2 <= n_splits <= n:
         raise ValueError(f"n_splits must be an int in [2, n_samples={n}]. Received: n_splits={n_splits!r}")
@@ -294,18 +302,18 @@ def stratified_kfold(
     fold = np.empty(n, dtype=np.int64)
     if groups is None:
         # Position in a (class, random) order, dealt round-robin: balanced folds and classes.
-        order = _class_major_order(codes, counts.size, rng)
+        order = class_major_order(codes, counts.size, rng)
         fold[order] = np.arange(n) % k
     else:
-        gcodes = _encode_groups(groups, n)
+        gcodes = encode_groups(groups, n)
         fold[:] = -1
         totals = np.full(k, n // k, dtype=np.int64)
         totals[: n % k] += 1
-        quota = _controlled_round(counts, totals)
+        quota = controlled_round(counts, totals)
         free = gcodes < 0
         if not free.all():
-            quota = _place_groups(codes, gcodes, quota, rng, fold)
-        _fill_quota(codes, free, quota, rng, fold)
+            quota = place_groups(codes, gcodes, quota, rng, fold)
+        fill_quota(codes, free, quota, rng, fold)
     folds = []
     for f in range(k):
         in_fold = fold == f
@@ -325,208 +333,3 @@ def _is_partition(parts: list[np.ndarray]) -> bool:
         return False
     return bool(np.bincount(joined).max() == 1)
 
-
-def _encode_labels(labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense class codes (``intp``) and the count of each code."""
-    y = np.asarray(labels)
-    if y.ndim != 1:
-        raise ValueError(f"labels must be a 1-D array. Received: labels with shape={y.shape}")
-    if y.size == 0:
-        raise ValueError("labels is empty: nothing to split. Received: labels with shape=(0,)")
-    if y.dtype.kind in "biu" and y.min() >= 0 and y.max() <= 4 * y.size + 1024:
-        codes = y.astype(np.intp, copy=False)
-        counts = np.bincount(codes)
-    else:
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise ValueError("labels contain NaN or infinity. Received: labels with non-finite values")
-        _, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-        codes = codes.reshape(-1).astype(np.intp, copy=False)
-    return codes, counts.astype(np.int64)
-
-
-def _encode_groups(groups: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
-    g = np.asarray(groups)
-    if g.shape != (n,) or (g.size and g.dtype.kind not in "biu"):
-        raise ValueError(
-            f"groups must be an int array of shape ({n},) (one group per label, -1 = none). "
-            f"Received: groups with dtype={g.dtype}, shape={g.shape}"
-        )
-    return g.astype(np.int64, copy=False)
-
-
-def _resolve_size(size: Size, n: int, name: str) -> int:
-    """A fraction (rounded up) or a count, validated against ``n`` samples."""
-    if isinstance(size, bool) or not isinstance(size, numbers.Real):
-        raise ValueError(f"{name} must be a fraction in [0, 1) or an int count. Received: {name}={size!r}")
-    if isinstance(size, numbers.Integral):
-        if not 0 <= size < n:
-            raise ValueError(
-                f"{name} as a count must be in [0, {n}) for {n} samples. Received: {name}={size!r}"
-            )
-        return int(size)
-    if not (math.isfinite(size) and 0.0 <= size < 1.0):
-        raise ValueError(f"{name} as a fraction must be in [0, 1). Received: {name}={size!r}")
-    return int(math.ceil(float(size) * n - 1e-9))
-
-
-def _controlled_round(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """Integer ``(classes, parts)`` table with row sums ``counts``, column sums ``totals``.
-
-    Each entry is the floor or the ceiling of its exact share ``counts[c] * totals[s] / n``
-    (controlled rounding). The fractional parts form a feasible fractional flow, so an
-    integral one exists (integrality of network flows); it is found by a greedy pass in
-    order of largest remainder plus augmenting paths, looping over classes only.
-    """
-    n = int(counts.sum())
-    prod = counts[:, None] * totals[None, :]
-    table = prod // n
-    rem = prod % n
-    row_need = (rem.sum(axis=1) // n).astype(np.int64)
-    col_cap = (rem.sum(axis=0) // n).astype(np.int64)
-    up = np.zeros(rem.shape, dtype=bool)
-    # Greedy: largest remainders first (ties by class, then part: deterministic).
-    flat = np.flatnonzero(rem.ravel() > 0)
-    flat = flat[np.argsort(-rem.ravel()[flat], kind="stable")]
-    n_parts = rem.shape[1]
-    for cell in flat.tolist():
-        c, s = divmod(cell, n_parts)
-        if row_need[c] and col_cap[s]:
-            up[c, s] = True
-            row_need[c] -= 1
-            col_cap[s] -= 1
-    for c in np.flatnonzero(row_need).tolist():
-        while row_need[c]:
-            _augment(c, rem > 0, up, col_cap)
-            row_need[c] -= 1
-    return table + up
-
-
-def _augment(c: int, eligible: np.ndarray, up: np.ndarray, col_cap: np.ndarray) -> None:
-    """Give class ``c`` one more round-up via an augmenting path over the parts."""
-    n_parts = up.shape[1]
-    parent: dict[int, tuple[int, int]] = {}  # part -> (previous part or -1, class moved)
-    frontier = []
-    for s in range(n_parts):
-        if eligible[c, s] and not up[c, s]:
-            parent[s] = (-1, c)
-            frontier.append(s)
-    while frontier:
-        nxt = []
-        for s in frontier:
-            if col_cap[s]:
-                # Walk back: each step moves one round-up from part `prev` to part `s`.
-                col_cap[s] -= 1
-                while True:
-                    prev, cls = parent[s]
-                    up[cls, s] = True
-                    if prev < 0:
-                        return
-                    up[cls, prev] = False
-                    s = prev
-            for cls in np.flatnonzero(up[:, s]).tolist():
-                for t in range(n_parts):
-                    if t not in parent and eligible[cls, t] and not up[cls, t]:
-                        parent[t] = (s, cls)
-                        nxt.append(t)
-        frontier = nxt
-    raise AssertionError("controlled rounding found no augmenting path")  # pragma: no cover
-
-
-def _class_major_order(codes: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices sorted by class, in random order within each class."""
-    perm = rng.permutation(codes.size)
-    key = codes[perm]
-    if n_classes <= 1 << 8:
-        key = key.astype(np.uint8)  # small keys: numpy uses a radix sort
-    elif n_classes <= 1 << 16:
-        key = key.astype(np.uint16)
-    return perm[np.argsort(key, kind="stable")]
-
-
-def _fill_quota(
-    codes: np.ndarray, free: np.ndarray, quota: np.ndarray, rng: np.random.Generator, part: np.ndarray
-) -> None:
-    """Assign the ``free`` samples: within each class, a random ``quota[c, s]`` go to part ``s``.
-
-    In class-major random order the samples of class ``c`` are contiguous, and so are its
-    ``quota[c, 0]``, ``quota[c, 1]``, ... slots, so one ``np.repeat`` of the flattened quota
-    gives the part of every position.
-    """
-    all_free = bool(free.all())
-    idx = None if all_free else np.flatnonzero(free)
-    sub = codes if idx is None else codes[idx]
-    if sub.size == 0:
-        return
-    n_classes, n_parts = quota.shape
-    order = _class_major_order(sub, n_classes, rng)
-    if idx is not None:
-        order = idx[order]
-    slot_part = np.tile(np.arange(n_parts, dtype=part.dtype), n_classes)
-    part[order] = np.repeat(slot_part, quota.ravel())
-
-
-def _place_groups(
-    codes: np.ndarray, gcodes: np.ndarray, quota: np.ndarray, rng: np.random.Generator, part: np.ndarray
-) -> np.ndarray:
-    """Assign grouped samples as units; return the quota left for the ungrouped samples.
-
-    Groups go largest first (random order among equal sizes), each to the part with the
-    largest remaining need for the group's labels. The leftover quota of each class is then
-    re-balanced so that its row sum equals the class's number of ungrouped samples.
-    """
-    n_classes, n_parts = quota.shape
-    grouped = np.flatnonzero(gcodes >= 0)
-    _, ginv = np.unique(gcodes[grouped], return_inverse=True)
-    ginv = ginv.reshape(-1)
-    n_groups = int(ginv.max()) + 1
-    # Composition (group, class) -> count, as sparse triplets sorted by group.
-    pair = ginv.astype(np.int64) * n_classes + codes[grouped]
-    pairs, pair_counts = np.unique(pair, return_counts=True)
-    pair_group, pair_class = np.divmod(pairs, n_classes)
-    starts = np.searchsorted(pair_group, np.arange(n_groups + 1))
-    sizes = np.bincount(ginv, minlength=n_groups)
-    visit = rng.permutation(n_groups)
-    visit = visit[np.argsort(-sizes[visit], kind="stable")]
-    need = quota.astype(np.int64).tolist()
-    target = quota.sum(axis=1).tolist()
-    where = np.empty(n_groups, dtype=np.int64)
-    pc, pn = pair_class.tolist(), pair_counts.tolist()
-    for g in visit.tolist():
-        members = range(starts[g], starts[g + 1])
-        best, best_score = 0, None
-        for s in range(n_parts):
-            # Remaining need (relative to class size) minus overshoot: fill big deficits first.
-            score = sum(pn[j] * (need[pc[j]][s] - pn[j]) / target[pc[j]] for j in members)
-            if best_score is None or score > best_score:
-                best, best_score = s, score
-        where[g] = best
-        for j in members:
-            need[pc[j]][best] -= pn[j]
-    part[grouped] = where[ginv].astype(part.dtype)
-    left = np.asarray(need, dtype=np.int64)
-    free_counts = np.bincount(codes[gcodes < 0], minlength=n_classes)
-    return _rebalance(left, free_counts)
-
-
-def _rebalance(need: np.ndarray, free_counts: np.ndarray) -> np.ndarray:
-    """Non-negative integer table with row sums ``free_counts``, close to ``need``.
-
-    Negative needs (a part over-filled by groups) are dropped and the rest scaled to the
-    free samples of the class by largest remainders.
-    """
-    pos = np.clip(need, 0, None)
-    out = np.zeros_like(pos)
-    for c in np.flatnonzero(free_counts).tolist():
-        w = pos[c]
-        total = int(w.sum())
-        if total == 0:  # every part over-filled: spread like the class's original quota
-            w = np.ones_like(w)
-            total = int(w.size)
-        f = int(free_counts[c])
-        base = w * f // total
-        rem = w * f % total
-        short = f - int(base.sum())
-        order = np.argsort(-rem, kind="stable")[:short]
-        base[order] += 1
-        out[c] = base
-    return out

@@ -33,8 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 from typing import Any
 
 import keras
@@ -43,6 +41,7 @@ from keras import ops
 
 from cellkit.filters import ops as hp
 from cellkit.filters.kernels import difference_of_gaussians_kernel, laplacian_kernel
+from cellkit.layers._checks import check_choice, check_int, check_real
 
 __all__ = [
     "KEEP_INPUT",
@@ -60,36 +59,6 @@ MODES: tuple[str, ...] = ("per_channel", "luminance")
 KEEP_INPUT: tuple[str | None, ...] = (None, "concat", "add")
 
 Shape = tuple[int | None, ...]
-
-
-def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
-    if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}. Received: {name}={value!r}")
-    return value
-
-
-def _check_real(name: str, value: Any, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number. Received: {name}={value!r}")
-    if positive and not value > 0:
-        raise ValueError(f"{name} must be > 0. Received: {name}={value!r}")
-    return float(value)
-
-
-def _check_int(
-    name: str, value: Any, *, minimum: int, odd: bool = False, optional: bool = False
-) -> int | None:
-    if optional and value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value < minimum
-        or (odd and value % 2 == 0)
-    ):
-        what = f"an{' odd' if odd else ''} int >= {minimum}{' or None' if optional else ''}"
-        raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
-    return int(value)
 
 
 class HighPassFilter(keras.layers.Layer):
@@ -116,9 +85,9 @@ class HighPassFilter(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.mode = _check_choice("mode", mode, MODES)
-        self.keep_input = _check_choice("keep_input", keep_input, KEEP_INPUT)
-        self.scale = _check_real("scale", scale)
+        self.mode = check_choice("mode", mode, MODES)
+        self.keep_input = check_choice("keep_input", keep_input, KEEP_INPUT)
+        self.scale = check_real("scale", scale)
 
     # -- to override -------------------------------------------------------------------
     def filter(self, x: Any) -> Any:
@@ -263,9 +232,9 @@ class DifferenceOfGaussians(HighPassFilter):
         self, sigma_low: float = 1.0, sigma_high: float = 2.0, size: int | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.sigma_low = _check_real("sigma_low", sigma_low, positive=True)
-        self.sigma_high = _check_real("sigma_high", sigma_high, positive=True)
-        self.size = _check_int("size", size, minimum=1, odd=True, optional=True)
+        self.sigma_low = check_real("sigma_low", sigma_low, positive=True)
+        self.sigma_high = check_real("sigma_high", sigma_high, positive=True)
+        self.size = check_int("size", size, minimum=1, odd=True, optional=True)
         self._kernel = difference_of_gaussians_kernel(self.sigma_low, self.sigma_high, self.size)
         self.kernel_size = int(self._kernel.shape[0])
 
@@ -312,9 +281,9 @@ class LearnableHighPass(HighPassFilter):
         self, filters: int = 1, kernel_size: int = 3, seed: int | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.filters = _check_int("filters", filters, minimum=1)
-        self.kernel_size = _check_int("kernel_size", kernel_size, minimum=3, odd=True)
-        self.seed = _check_int("seed", seed, minimum=0, optional=True)
+        self.filters = check_int("filters", filters, minimum=1)
+        self.kernel_size = check_int("kernel_size", kernel_size, minimum=3, odd=True)
+        self.seed = check_int("seed", seed, minimum=0, optional=True)
         if self.keep_input == "add" and self.filters != 1:
             raise ValueError(
                 "keep_input='add' adds one filtered map per input channel, so it needs filters=1. "

@@ -33,6 +33,9 @@ optical densities with sparse non-negative matrix factorisation (an iterative di
 learning per image), which has no batched, backend-agnostic ``keras.ops`` form short of
 writing the solver's loop into the graph.
 
+The colour maths are private modules: the Lab conversion in :mod:`cellkit.layers._lab`,
+Macenko's stain estimate in :mod:`cellkit.layers._macenko`; this module holds the layers.
+
 Example:
     >>> import numpy as np
     >>> from cellkit.layers import ReinhardNormalization
@@ -53,6 +56,10 @@ from typing import Any
 import keras
 import numpy as np
 from keras import ops
+
+from cellkit.layers._checks import check_epsilon, check_triple
+from cellkit.layers._lab import lab_to_rgb, rgb_to_lab
+from cellkit.layers._macenko import macenko, macenko_stains, optical_density
 
 __all__ = [
     "DEFAULT_TARGET_MAX_CONCENTRATION",
@@ -91,103 +98,8 @@ DEFAULT_TARGET_STAINS: tuple[tuple[float, float, float], tuple[float, float, flo
 #: Default Macenko target 99th-percentile concentrations: the sample's median, rounded to 0.001.
 DEFAULT_TARGET_MAX_CONCENTRATION: tuple[float, float] = (2.417, 0.64)
 
-# sRGB (linear) -> XYZ, D65, and the D65 white point: skimage.color's values.
-_XYZ_FROM_RGB = np.array(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
-)
-_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
-_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
-_DELTA = 6.0 / 29.0  # CIE: f(t) is linear below t = delta**3
-
-
 def _const(values: np.ndarray) -> Any:
     return ops.convert_to_tensor(np.asarray(values, dtype="float32"), dtype="float32")
-
-
-def _mix(v: Any, matrix: np.ndarray) -> Any:
-    """``matrix @ v`` for the last axis of ``v`` (3 channels), any leading shape."""
-    channels = [v[..., 0], v[..., 1], v[..., 2]]
-    rows = [sum(float(m) * c for m, c in zip(row, channels, strict=True)) for row in matrix]
-    return ops.stack(rows, axis=-1)
-
-
-def _srgb_to_linear(c: Any) -> Any:
-    c = ops.clip(c, 0.0, 1.0)
-    curve = ops.power((ops.maximum(c, 0.04045) + 0.055) / 1.055, 2.4)
-    return ops.where(c <= 0.04045, c / 12.92, curve)
-
-
-def _linear_to_srgb(c: Any) -> Any:
-    c = ops.clip(c, 0.0, 1.0)
-    curve = 1.055 * ops.power(ops.maximum(c, 0.0031308), 1.0 / 2.4) - 0.055
-    return ops.where(c <= 0.0031308, 12.92 * c, curve)
-
-
-def _lab_f(t: Any) -> Any:
-    cube_root = ops.power(ops.maximum(t, _DELTA**3), 1.0 / 3.0)  # maximum: no NaN gradient at 0
-    return ops.where(t > _DELTA**3, cube_root, t / (3.0 * _DELTA**2) + 4.0 / 29.0)
-
-
-def _lab_f_inverse(f: Any) -> Any:
-    return ops.where(f > _DELTA, f * f * f, 3.0 * _DELTA**2 * (f - 4.0 / 29.0))
-
-
-def rgb_to_lab(rgb: Any) -> Any:
-    """CIE L*a*b* (D65) of RGB values 0-255, channels last, computed in float32.
-
-    Values outside 0-255 are clipped first. ``L*`` is in [0, 100]; ``a*``, ``b*`` about
-    [-128, 127]. Matches ``skimage.color.rgb2lab(rgb / 255)``.
-
-    Example:
-        >>> import numpy as np
-        >>> np.round(np.asarray(rgb_to_lab(np.array([[255.0, 255.0, 255.0], [0.0, 0.0, 0.0]]))), 1) + 0.0
-        array([[100.,   0.,   0.],
-               [  0.,   0.,   0.]], dtype=float32)
-    """
-    linear = _srgb_to_linear(ops.cast(rgb, "float32") / 255.0)
-    xyz = _mix(linear, _XYZ_FROM_RGB / _WHITE_D65[:, None])
-    f = _lab_f(xyz)
-    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
-    return ops.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
-
-
-def lab_to_rgb(lab: Any) -> Any:
-    """RGB values 0-255 (float32, clipped to the sRGB gamut) of CIE L*a*b* (D65) values.
-
-    The inverse of :func:`rgb_to_lab` inside the gamut.
-
-    Example:
-        >>> import numpy as np
-        >>> rgb = np.array([[12.0, 200.0, 97.0]])
-        >>> bool(np.abs(np.asarray(lab_to_rgb(rgb_to_lab(rgb))) - rgb).max() < 0.01)
-        True
-    """
-    lab = ops.cast(lab, "float32")
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = ops.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    linear = _mix(_lab_f_inverse(f), _RGB_FROM_XYZ * _WHITE_D65[None, :])  # (XYZ / white) -> linear RGB
-    return ops.clip(_linear_to_srgb(linear) * 255.0, 0.0, 255.0)
-
-
-def _check_triple(name: str, value: Any, *, positive: bool = False) -> tuple[float, float, float]:
-    try:
-        values = tuple(value)
-    except TypeError:
-        values = ()
-    ok = len(values) == 3 and all(
-        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-        for v in values
-    )
-    if not ok:
-        what = "positive" if positive else "finite"
-        raise ValueError(f"{name} must be three {what} numbers. Received: {name}={value!r}")
-    return tuple(float(v) for v in values)  # type: ignore[return-value]
-
-
-def _check_epsilon(value: Any, name: str = "epsilon") -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0. Received: {name}={value!r}")
-    return float(value)
 
 
 class _ImageNormalization(keras.layers.Layer):
@@ -252,9 +164,9 @@ class ReinhardNormalization(_ImageNormalization):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.target_mean = _check_triple("target_mean", target_mean)
-        self.target_std = _check_triple("target_std", target_std, positive=True)
-        self.epsilon = _check_epsilon(epsilon)
+        self.target_mean = check_triple("target_mean", target_mean)
+        self.target_std = check_triple("target_std", target_std, positive=True)
+        self.epsilon = check_epsilon(epsilon)
 
     def normalize(self, rgb: Any) -> Any:
         lab = rgb_to_lab(rgb)
@@ -298,10 +210,10 @@ class GrayWorldNormalization(_ImageNormalization):
         self, target_rgb: tuple[float, float, float] = DEFAULT_TARGET_RGB, epsilon: float = 1e-3, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.target_rgb = _check_triple("target_rgb", target_rgb, positive=True)
+        self.target_rgb = check_triple("target_rgb", target_rgb, positive=True)
         if max(self.target_rgb) > 255:
             raise ValueError(f"target_rgb must be in (0, 255]. Received: target_rgb={target_rgb!r}")
-        self.epsilon = _check_epsilon(epsilon)
+        self.epsilon = check_epsilon(epsilon)
 
     def normalize(self, rgb: Any) -> Any:
         rgb = ops.clip(rgb, 0.0, 255.0)
@@ -310,80 +222,6 @@ class GrayWorldNormalization(_ImageNormalization):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_rgb": list(self.target_rgb), "epsilon": self.epsilon}
-
-
-def _optical_density(rgb: Any) -> Any:
-    """``-log((I + 1) / 256)``: 0 for white, additive in the stains (Beer-Lambert)."""
-    return -ops.log((ops.clip(rgb, 0.0, 255.0) + 1.0) / 256.0)
-
-
-def _masked_percentile(values: Any, mask: Any, count: Any, q: float) -> Any:
-    """Per row of ``values`` ``(n, p)``: the ``q``-th percentile (lower) of the masked entries."""
-    ordered = ops.sort(ops.where(mask, values, 1e9), axis=-1)  # masked-out entries sort last
-    index = ops.cast(ops.floor(q / 100.0 * (ops.maximum(count, 1.0) - 1.0)), "int32")
-    return ops.take_along_axis(ordered, index[:, None], axis=-1)[:, 0]
-
-
-def macenko_stains(rgb: Any, beta: float = 0.15, alpha: float = 1.0) -> tuple[Any, Any, Any]:
-    """Macenko's stain vectors and maximum concentrations of each image of a batch.
-
-    Args:
-        rgb: ``(n, h, w, 3)`` RGB values 0-255.
-        beta: optical-density threshold: pixels with any channel's OD below it are
-            background, left out of the estimate.
-        alpha: percentile (and ``100 - alpha``) of the angles giving the two stain vectors.
-
-    Returns:
-        ``(stains, max_concentration, tissue)``: ``(n, 3, 2)`` unit optical-density vectors
-        (columns: the stain with the larger red OD first), ``(n, 2)`` 99th percentiles of
-        the concentrations over all pixels, and ``(n,)`` the number of tissue pixels used.
-
-    Example:
-        >>> import numpy as np
-        >>> stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]).T
-        >>> stains /= np.linalg.norm(stains, axis=0)
-        >>> c = np.random.default_rng(0).uniform(0.2, 1.5, (1, 400, 2))
-        >>> rgb = (256 * np.exp(-(c @ stains.T)) - 1).reshape(1, 20, 20, 3)
-        >>> found = np.asarray(macenko_stains(rgb)[0])[0]
-        >>> bool(np.abs(found.T @ stains).max(axis=1).min() > 0.99)
-        True
-    """
-    shape = ops.shape(rgb)
-    od = ops.reshape(_optical_density(ops.cast(rgb, "float32")), (shape[0], -1, 3))
-    stains, concentration, count = _macenko(od, beta, alpha)
-    return stains, ops.quantile(concentration, 0.99, axis=1), count
-
-
-def _macenko(od: Any, beta: float, alpha: float) -> tuple[Any, Any, Any]:
-    """Stains ``(n, 3, 2)``, concentrations ``(n, p, 2)`` and tissue counts of ``od`` ``(n, p, 3)``."""
-    mask = ops.all(od > beta, axis=-1)
-    weight = ops.cast(mask, "float32")
-    count = ops.sum(weight, axis=1)
-    denominator = ops.maximum(count, 1.0)[:, None, None]
-    mean = ops.sum(od * weight[..., None], axis=1, keepdims=True) / denominator
-    centred = (od - mean) * weight[..., None]
-    cov = ops.einsum("npi,npj->nij", centred, centred) / denominator + 1e-6 * ops.eye(3)
-    _, vectors = ops.eigh(cov)  # ascending eigenvalues: the plane of the two largest
-    plane = vectors[:, :, 1:3]
-    plane = plane * ops.where(ops.sum(plane, axis=1, keepdims=True) < 0, -1.0, 1.0)  # point into OD > 0
-    projected = ops.einsum("npi,nik->npk", od, plane)
-    angle = ops.arctan2(projected[..., 1], projected[..., 0])
-    low = _masked_percentile(angle, mask, count, alpha)
-    high = _masked_percentile(angle, mask, count, 100.0 - alpha)
-    v_low = ops.einsum("nik,nk->ni", plane, ops.stack([ops.cos(low), ops.sin(low)], axis=-1))
-    v_high = ops.einsum("nik,nk->ni", plane, ops.stack([ops.cos(high), ops.sin(high)], axis=-1))
-    low_first = (v_low[:, 0] > v_high[:, 0])[:, None]
-    stains = ops.stack([ops.where(low_first, v_low, v_high), ops.where(low_first, v_high, v_low)], axis=-1)
-    return stains, _concentrations(od, stains), count
-
-
-def _concentrations(od: Any, stains: Any) -> Any:
-    """Least-squares ``(n, p, 2)`` concentrations of ``od`` ``(n, p, 3)`` in ``stains`` ``(n, 3, 2)``."""
-    gram = ops.einsum("nik,nil->nkl", stains, stains)
-    a, b, d = gram[:, 0, 0], gram[:, 0, 1], gram[:, 1, 1]
-    det = ops.maximum(a * d - b * b, 1e-6)
-    inverse = ops.stack([ops.stack([d, -b], axis=-1), ops.stack([-b, a], axis=-1)], axis=-2) / det[:, None, None]
-    return ops.einsum("npk,nkl->npl", ops.einsum("npi,nik->npk", od, stains), inverse)
 
 
 @keras.saving.register_keras_serializable(package="cellkit")
@@ -430,7 +268,7 @@ class MacenkoNormalization(_ImageNormalization):
         super().__init__(**kwargs)
         stains = DEFAULT_TARGET_STAINS if target_stains is None else target_stains
         try:
-            rows = [_check_triple("target_stains", s, positive=False) for s in stains]
+            rows = [check_triple("target_stains", s, positive=False) for s in stains]
         except TypeError:
             rows = []
         if len(rows) != 2 or any(np.linalg.norm(r) == 0 for r in rows):
@@ -442,8 +280,8 @@ class MacenkoNormalization(_ImageNormalization):
             raise ValueError("target_max_concentration must be two positive numbers. "
                              f"Received: target_max_concentration={maximum!r}")
         self.target_max_concentration = tuple(float(v) for v in values)
-        self.beta = _check_epsilon(beta, "beta")
-        self.alpha = _check_epsilon(alpha, "alpha")
+        self.beta = check_epsilon(beta, "beta")
+        self.alpha = check_epsilon(alpha, "alpha")
         if self.alpha >= 50:
             raise ValueError(f"alpha must be in (0, 50). Received: alpha={alpha!r}")
         if isinstance(min_tissue, bool) or not isinstance(min_tissue, int | np.integer) or min_tissue < 2:
@@ -452,8 +290,8 @@ class MacenkoNormalization(_ImageNormalization):
 
     def normalize(self, rgb: Any) -> Any:
         shape = ops.shape(rgb)
-        od = ops.reshape(_optical_density(rgb), (shape[0], -1, 3))
-        stains, concentration, tissue = _macenko(od, self.beta, self.alpha)
+        od = ops.reshape(optical_density(rgb), (shape[0], -1, 3))
+        stains, concentration, tissue = macenko(od, self.beta, self.alpha)
         max_c = ops.quantile(concentration, 0.99, axis=1)
         concentration = concentration * (_const(self.target_max_concentration) / ops.maximum(max_c, 1e-6))[:, None, :]
         target = _const(np.array(self.target_stains).T)  # (3, 2)

@@ -22,7 +22,9 @@ own data. At ``fit`` time it
 4. indexes references, superpositions and filtered copies in a k-d tree.
 
 An image's score is the kernel-weighted share of *unfiltered* examples among its
-``n_neighbors`` nearest neighbours in feature space.
+``n_neighbors`` nearest neighbours in feature space. (The colour statistics are computed in
+:mod:`cellkit.quality._color_features`, the synthetic examples of step 3 made in
+:mod:`cellkit.quality._color_examples`.)
 
 Scores follow scikit-learn's outlier detectors: ``score_samples`` is in ``[0, 1]`` and
 **lower means more likely colour-filtered**; ``decision_function = score_samples -
@@ -78,87 +80,18 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cellkit._random import as_generator
-from cellkit.corrupt.color import FILTER_KINDS, color_filter, random_filter_gains
+from cellkit.corrupt.color import FILTER_KINDS
 from cellkit.corrupt.overlays import OVERLAY_KINDS
-from cellkit.corrupt.superpose import check_alpha_range, check_kinds, jpeg_roundtrip, random_superpositions
+from cellkit.corrupt.superpose import check_alpha_range, check_kinds
 from cellkit.data.dataset import image_batch
+from cellkit.quality._color_examples import filtered_copies, superposed_copies
+from cellkit.quality._color_features import COLOR_FEATURE_NAMES, background_chroma, color_features
 from cellkit.quality._detector import IssueDetectorMixin
 
 __all__ = ["COLOR_FEATURE_NAMES", "ColorFilterDetector", "background_chroma", "color_features"]
 
-#: Columns of :func:`color_features`. ``bright_*``: the brightest 30% of the pixels
-#: (mostly background), ``dark_*``: the darkest 15% (mostly stain). ``*_log_r/g/b``:
-#: mean of ``log(1 + channel)``; ``*_sd_rb/gb``: standard deviation of the log-chroma
-#: ``log(R/B)`` and ``log(G/B)`` (a filter leaves it unchanged).
-COLOR_FEATURE_NAMES: tuple[str, ...] = (
-    "bright_log_r",
-    "bright_log_g",
-    "bright_log_b",
-    "bright_sd_rb",
-    "bright_sd_gb",
-    "dark_log_r",
-    "dark_log_g",
-    "dark_log_b",
-    "dark_sd_rb",
-    "dark_sd_gb",
-)
-
-_BRIGHT_QUANTILE = 0.70
-_DARK_QUANTILE = 0.15
 _SOFT_CLIP = 30.0  # robust z-scores are squashed smoothly to about +-30
 _MIN_IMAGES = 10
-
-
-def color_features(images: np.ndarray) -> np.ndarray:
-    """Colour statistics of each image, ``(n, 10)`` float64 (see :data:`COLOR_FEATURE_NAMES`).
-
-    Pixels are first averaged over 2x2 blocks (exactly, in integers). The brightest 30%
-    and the darkest 15% of the blocks (by ``R + G + B``) are summarised by their mean log
-    intensity per channel and by the spread of their log-chroma. The features depend only
-    on the set of pixel values, so flips and quarter turns leave them unchanged.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.full((2, 8, 8, 3), 100, np.uint8)
-        >>> f = color_features(x)
-        >>> f.shape, bool(np.allclose(f[:, 0], np.log(101)))
-        ((2, 10), True)
-    """
-    x = image_batch(images)
-    n, h, w, _ = x.shape
-    if n == 0:
-        return np.zeros((0, len(COLOR_FEATURE_NAMES)))
-    h2, w2 = h // 2 * 2, w // 2 * 2
-    s = x[:, 0:h2:2, 0:w2:2].astype(np.uint16)
-    s += x[:, 1:h2:2, 0:w2:2]
-    s += x[:, 0:h2:2, 1:w2:2]
-    s += x[:, 1:h2:2, 1:w2:2]
-    s = s.reshape(n, -1, 3)
-    lum = s.sum(axis=2, dtype=np.int32)
-    logs = np.log(s.astype(np.float32) * 0.25 + 1.0)
-    chroma = logs[..., :2] - logs[..., 2:]
-    lo, hi = np.quantile(lum, [_DARK_QUANTILE, _BRIGHT_QUANTILE], axis=1, method="lower")
-    out = []
-    for mask in (lum >= hi[:, None], lum <= lo[:, None]):
-        wgt = mask.astype(np.float32)
-        wgt /= wgt.sum(axis=1, keepdims=True)
-        mean_log = np.einsum("np,npc->nc", wgt, logs)
-        centred = chroma - (mean_log[:, None, :2] - mean_log[:, None, 2:])
-        var = np.einsum("np,npc->nc", wgt, centred * centred)  # two passes: no cancellation
-        out += [mean_log, np.sqrt(var)]
-    return np.concatenate(out, axis=1).astype(np.float64)
-
-
-def background_chroma(features: np.ndarray) -> np.ndarray:
-    """Background log-chroma ``(log R/B, log G/B)``, ``(n, 2)``, from :func:`color_features`.
-
-    Example:
-        >>> import numpy as np
-        >>> background_chroma(np.log(np.array([[200.0, 150.0, 100.0] + [1.0] * 7]))).round(3)
-        array([[0.693, 0.405]])
-    """
-    f = np.asarray(features, dtype=np.float64)
-    return f[:, :2] - f[:, 2:3]
 
 
 class ColorFilterDetector(IssueDetectorMixin):
@@ -333,32 +266,11 @@ class ColorFilterDetector(IssueDetectorMixin):
 
         m = int(np.clip(round(self.synthetic_ratio * n), self.min_synthetic, self.max_synthetic))
         kinds = (self.filter_kinds,) if isinstance(self.filter_kinds, str) else tuple(self.filter_kinds)
-        which = np.asarray(kinds)[rng.integers(0, len(kinds), size=m)]
-        gains = np.empty((m, 3))
-        for k in kinds:
-            sel = which == k
-            gains[sel] = random_filter_gains(int(sel.sum()), rng, kind=k)  # type: ignore[arg-type]
-        src = refs[rng.integers(0, refs.size, size=m)]
-        x_pos = np.concatenate(
-            [
-                self._features(
-                    jpeg_roundtrip(
-                        color_filter(images[src[s : s + self.batch_size]], gains[s : s + self.batch_size]),
-                        self.jpeg_quality,
-                    )
-                )
-                for s in range(0, m, self.batch_size)
-            ]
-        )
+        storage = {"jpeg_quality": self.jpeg_quality, "batch_size": self.batch_size, "features": self._features}
+        x_pos = filtered_copies(images, refs, m, kinds, rng, **storage)
         m_sup = int(round(self.superposed_ratio * m))
-        x_sup = [np.zeros((0, len(COLOR_FEATURE_NAMES)))]
-        for s in range(0, m_sup, self.batch_size):
-            k = min(self.batch_size, m_sup - s)
-            sup = random_superpositions(
-                images[refs], k, rng, alpha=self.alpha, kinds=self.overlay_kinds
-            ).images
-            x_sup.append(self._features(jpeg_roundtrip(sup, self.jpeg_quality)))
-        x = np.concatenate([feats[refs], np.concatenate(x_sup), x_pos])
+        x_sup = superposed_copies(images[refs], m_sup, rng, alpha=self.alpha, overlay_kinds=self.overlay_kinds, **storage)
+        x = np.concatenate([feats[refs], x_sup, x_pos])
         self._labels = np.r_[np.zeros(refs.size + m_sup), np.ones(m)]
         self._tree = cKDTree(self._embed(x))
         self.n_references_ = int(refs.size)

@@ -5,7 +5,9 @@
 :class:`IssueReport`: one row per image, with for each issue type its columns (a score and a
 flag, a strength, the near-duplicate group), and the label when the dataset has one.
 :meth:`IssueReport.save` writes ``issues.csv`` and ``summary.json``; :meth:`IssueReport.load`
-reads them back, so ``cellkit clean --report DIR`` reuses an inspection.
+reads them back, so ``cellkit clean --report DIR`` reuses an inspection (the files' cells
+and columns: :mod:`cellkit.quality._report_files`; the printed report:
+:mod:`cellkit.quality._report_text`).
 
 **Scores, everywhere in cellkit's quality module, are in [0, 1] and lower means more
 likely an issue** (cleanvision's convention): an image is flagged when its score is
@@ -30,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,7 +42,8 @@ import numpy as np
 from cellkit._io import atomic_write_json, atomic_writer
 from cellkit._progress import progress
 from cellkit.data import Dataset
-from cellkit.errors import DataError
+from cellkit.quality._report_files import CSV_NAME, SUMMARY_NAME, csv_cell, read_report
+from cellkit.quality._report_text import format_report
 from cellkit.quality.duplicates import DEFAULT_RADIUS
 from cellkit.quality.issue_types import CheckContext, get_issue_type, issue_type_names
 
@@ -50,9 +52,6 @@ __all__ = ["ISSUE_TYPES", "IssueReport", "find_issues"]
 #: The built-in issue types, in report order (:func:`~cellkit.quality.issue_types.issue_type_names`
 #: lists every registered one).
 ISSUE_TYPES: tuple[str, ...] = issue_type_names()
-
-#: Files :meth:`IssueReport.save` writes.
-CSV_NAME, SUMMARY_NAME = "issues.csv", "summary.json"
 
 
 def _check_issues(issues: str | Sequence[str] | None, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -258,85 +257,10 @@ class IssueReport:
         Raises :class:`~cellkit.errors.DataError` naming the file when it is missing, not a
         report, or its columns do not match what it says was checked.
         """
-        folder = Path(folder)
-        csv_path, summary_path = folder / CSV_NAME, folder / SUMMARY_NAME
-        for path in (csv_path, summary_path):
-            if not path.is_file():
-                raise DataError(f"no {path.name} here: expected a folder written by `cellkit inspect --report`",
-                                path=folder)
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-            summary = summary.get("issues", summary)
-            issues, parameters = summary["checked"], summary["parameters"]
-            class_names = summary.get("class_names", [])
-            with open(csv_path, newline="", encoding="utf-8") as fh:
-                rows = list(csv.reader(fh))
-            header, rows = rows[0], rows[1:]
-            if any(len(r) != len(header) for r in rows):
-                raise ValueError("rows of different lengths")
-            columns = {name: _parse_column(name, [r[j] for r in rows]) for j, name in enumerate(header)}
-            return cls(columns, issues, parameters, class_names)
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise DataError(
-                f"not a cellkit issue report ({type(exc).__name__}: {exc}); expected the issues.csv and "
-                "summary.json that `cellkit inspect --report` writes (an inspection by an older cellkit: inspect again)",
-                path=folder,
-            ) from None
+        return read_report(cls, folder)
 
     def __str__(self) -> str:
-        s = self.summary()
-        n = s["n_images"]
-        lines = [
-            f"Issues in {n} images (scores in [0, 1]: lower = more likely an issue)",
-            "",
-            f"{'issue_type':<16}{'num_images':>11}{'%':>8}   setting",
-        ]
-        for kind in self.issues:
-            count = s["issues"][kind]
-            setting = get_issue_type(kind).setting(self)
-            lines.append(f"{kind:<16}{count:>11}{100 * count / max(n, 1):>7.2f}%   {setting}")
-        if "by_class" in s:
-            lines += ["", f"{'class':<16}{'n':>7}" + "".join(f"{k:>16}" for k in self.issues)]
-            for name, row in s["by_class"].items():
-                lines.append(
-                    f"{name:<16}{row['n_images']:>7}" + "".join(f"{row[k]:>16}" for k in self.issues)
-                )
-        ids = self.columns.get("id")
-        for kind in self.issues:
-            top = self.most_suspicious(kind, None)
-            top = top[self.issue_mask(kind)[top]][:5]  # flagged images only
-            if top.size == 0:
-                continue
-            issue_type = get_issue_type(kind)
-            lines += ["", f"Most suspicious for {kind}:"]
-            for i in top:
-                name = f"  {ids[i]}" if ids is not None else ""
-                lines.append(f"  #{i:<7}{issue_type.describe(self, int(i))}{name}")
-        return "\n".join(lines)
-
-
-def csv_cell(value: Any) -> str:
-    """A table cell as :meth:`IssueReport.to_csv` writes it (floats in full precision)."""
-    if isinstance(value, (np.floating, float)):
-        return repr(float(value))
-    if isinstance(value, (np.bool_, bool)):
-        return str(bool(value))
-    if isinstance(value, np.integer):
-        return str(int(value))
-    return str(value)
-
-
-def _parse_column(name: str, values: list[str]) -> np.ndarray:
-    """A CSV column back to the dtype :meth:`IssueReport.to_csv` wrote it from."""
-    if name in ("id", "class_name"):
-        return np.asarray(values, dtype=str) if values else np.zeros(0, dtype="<U1")
-    if name.startswith("is_"):
-        if not set(values) <= {"True", "False"}:
-            raise ValueError(f"column {name!r} holds values other than True/False")
-        return np.asarray([v == "True" for v in values], dtype=bool)
-    if name in ("index", "label", "duplicate_group"):
-        return np.asarray([int(v) for v in values], dtype=np.int64)
-    return np.asarray([float(v) for v in values], dtype=np.float64)
+        return format_report(self)
 
 
 def find_issues(

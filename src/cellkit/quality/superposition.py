@@ -5,9 +5,9 @@ learns what that looks like *on the user's own data*: it superposes overlays of 
 families (:data:`~cellkit.corrupt.overlays.OVERLAY_FAMILIES`: photographs, drawings, the
 user's other images, flat cartoons, text, graphics, microscopy, faces) on the user's images
 with ``a`` drawn from a range, stores positives and negatives alike at a random quality
-(lossless or JPEG, :data:`TRAINING_STORAGE`), and trains a small neural network
-(:mod:`cellkit.quality._mlp`) on the features of :mod:`cellkit.quality.features` (spectrum,
-edges, colour, stain space) to tell them apart.
+(lossless or JPEG, :data:`TRAINING_STORAGE`; :mod:`cellkit.quality._superposition_examples`),
+and trains a small neural network (:mod:`cellkit.quality._mlp`) on the features of
+:mod:`cellkit.quality.features` (spectrum, edges, colour, stain space) to tell them apart.
 
 The user's images may already contain superpositions (the seed dataset had ~13%, some
 with one overlay reused many times), which would teach the model that they are clean.
@@ -16,11 +16,11 @@ So ``fit`` never vouches for an image with a model trained on it:
 1. the copies of a reused overlay are found by comparing every image with every other one
    (:mod:`cellkit.quality._reused_overlays`): they are never negatives, always positives,
    and flagged whatever the classifier says (also on new images carrying the same overlay);
-2. three cross-fitted rounds score every user image with models that did not see it,
-   the first split by appearance clusters, the next two at random (clean images of every
-   appearance are seen again, and wrongly suspected ones are re-admitted); each round's
-   suspects are left out of the next round's negatives, and confidently suspected images
-   join the positives;
+2. three cross-fitted rounds (:mod:`cellkit.quality._cross_fit`) score every user image
+   with models that did not see it, the first split by appearance clusters, the next two at
+   random (clean images of every appearance are seen again, and wrongly suspected ones are
+   re-admitted); each round's suspects are left out of the next round's negatives, and
+   confidently suspected images join the positives;
 3. the final model is trained on all images not suspected against all positives; the
    fraction of images more likely superposed than not estimates the contamination, the
    prior of the score.
@@ -53,21 +53,16 @@ from typing import Any
 import numpy as np
 
 from cellkit._random import as_generator
-from cellkit.corrupt.color import color_filter, random_filter_gains
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES
-from cellkit.corrupt.superpose import (
-    check_alpha_range,
-    check_kinds,
-    jpeg_roundtrip,
-    random_storage,
-    random_superpositions,
-)
+from cellkit.corrupt.superpose import check_alpha_range, check_kinds
 from cellkit.data.dataset import image_batch
 from cellkit.quality._blas import one_blas_thread
+from cellkit.quality._cross_fit import cross_fit
 from cellkit.quality._detector import IssueDetectorMixin
 from cellkit.quality._folds import cluster_folds, clusters
 from cellkit.quality._mlp import MLP, sigmoid
 from cellkit.quality._reused_overlays import ReusedOverlaySearch
+from cellkit.quality._superposition_examples import training_features
 from cellkit.quality.features import superposition_features
 
 __all__ = ["AUTO_THRESHOLD", "TRAINING_STORAGE", "SuperpositionDetector"]
@@ -241,29 +236,6 @@ class SuperpositionDetector(IssueDetectorMixin):
         weight = np.where(y > 0, 0.5 / max(len(x_pos), 1), 0.5 / max(len(x_neg), 1))
         return MLP(int(self.hidden_units), float(self.l2), int(self.max_iter), seed).fit(x, y, weight)
 
-    def _store(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The storage round trip of the training images: one quality, or one per image from a list."""
-        q = self.jpeg_quality
-        if q is None or isinstance(q, (int, np.integer)):
-            return jpeg_roundtrip(images, q)
-        return random_storage(images, q, rng)
-
-    def _color_augment(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A copy of ``images`` where a ``color_augment`` fraction went through a random filter."""
-        pick = np.flatnonzero(rng.random(images.shape[0]) < self.color_augment)
-        if pick.size == 0:
-            return images
-        half = pick.size // 2
-        gains = np.concatenate(
-            [
-                random_filter_gains(half, rng, kind="blue"),
-                random_filter_gains(pick.size - half, rng, kind="any"),
-            ]
-        )
-        out = images.copy()
-        out[pick] = color_filter(images[pick], gains)
-        return out
-
     def fit(self, images: Any, y: None = None) -> SuperpositionDetector:
         """Learn to find superpositions in ``images`` (a Dataset or uint8 array); no labels.
 
@@ -292,42 +264,28 @@ class SuperpositionDetector(IssueDetectorMixin):
             n = images.shape[0]
 
         # Positives: superposed copies of the user's images; negatives: the images. Both
-        # go through the same JPEG round trip.
-        n_pos = max(int(round(self.synthetic_ratio * n)), 10)
-        base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
-        synth = random_superpositions(
-            images, n_pos, rng, alpha=self.alpha, kinds=self.overlay_kinds, base=base, max_drawn=MAX_DRAWN_OVERLAYS
+        # go through the same colour augmentation and storage round trip.
+        x_neg, x_pos, base = training_features(
+            images, max(int(round(self.synthetic_ratio * n)), 10), rng, self._features, alpha=self.alpha,
+            kinds=self.overlay_kinds, max_drawn=MAX_DRAWN_OVERLAYS, jpeg_quality=self.jpeg_quality,
+            color_fraction=self.color_augment,
         )
-        x_neg = self._features(self._store(self._color_augment(images, rng), rng))
-        x_pos = self._features(self._store(self._color_augment(synth.images, rng), rng))
-        del synth
 
-        # Rounds of cross-fitting: every user image is scored by models that never saw it,
-        # and the images found suspicious are left out of the negatives of later rounds.
-        # Round 1 splits by appearance clusters, so that copies of one overlay reused many
-        # times fall in the same fold (a model that saw them as "clean" cannot vouch for
-        # them) and starts without the images that share a component with many others;
-        # later rounds split at random, so that clean images of every appearance are seen
-        # again and wrongly suspected ones are re-admitted. From round 2 on, confidently
-        # suspected images also serve as positives (pseudo-labels).
+        # Rounds of cross-fitting (_cross_fit). Round 1 splits by appearance clusters, so that
+        # copies of one overlay reused many times fall in the same fold (a model that saw them
+        # as "clean" cannot vouch for them), and starts without the images that share a
+        # component with many others; later rounds split at random, so that clean images of
+        # every appearance are seen again and wrongly suspected ones are re-admitted.
         groups = clusters(x_neg, rng)
         search = ReusedOverlaySearch().fit(images)
         reused = search.flags_  # copies of one overlay: never negatives, always positives
         suspects = reused | (search.z_ > search.z_threshold)
         self.n_shared_component_ = int(reused.sum())
         folds = [cluster_folds(groups, rng)] + [rng.permutation(n) % 2 for _ in range(self.refine_rounds)]
-        pseudo = reused.copy()
-        for r, fold in enumerate(folds):
-            oof = np.zeros(n)
-            for k in (0, 1):
-                tr_neg = (fold != k) & ~suspects
-                tr_pos = fold[base] != k
-                x_p = np.concatenate([x_pos[tr_pos], x_neg[(fold != k) & pseudo]])
-                model = self._train(x_neg[tr_neg], x_p, seed + 2 * r + k)
-                oof[fold == k] = model.logit(x_neg[fold == k])
-            suspects = (oof > self.suspect_logit) | reused
-            if r >= 1:
-                pseudo = (oof > self.pseudo_logit) | reused
+        oof, suspects, pseudo = cross_fit(
+            self._train, x_neg, x_pos, base, folds, reused, suspects, seed=seed,
+            suspect_logit=self.suspect_logit, pseudo_logit=self.pseudo_logit,
+        )
         contamination = float(np.clip(((oof > 0.0) | reused).mean(), 1e-3, 0.5))  # balanced odds: "superposed"
 
         # Final model: synthetic and pseudo-labelled positives against the images not suspected.

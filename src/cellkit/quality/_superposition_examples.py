@@ -1,0 +1,72 @@
+"""The self-supervised training images of :class:`~cellkit.quality.superposition.SuperpositionDetector`.
+
+Positives are superposed copies of the user's own images
+(:func:`cellkit.corrupt.superpose.random_superpositions`), negatives the images themselves.
+Both classes go through the same treatment, so that neither is a cue: a fraction of them is
+seen through a random colour filter (a colour cast is no sign of a superposition), and each
+image is stored at a random quality, lossless or JPEG (compression is no sign either); then
+both are turned into features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from cellkit.corrupt.color import color_filter, random_filter_gains
+from cellkit.corrupt.superpose import jpeg_roundtrip, random_storage, random_superpositions
+
+__all__ = ["color_augment", "store", "training_features"]
+
+Quality = int | Sequence[int | None] | None
+
+
+def training_features(
+    images: np.ndarray,
+    n_pos: int,
+    rng: np.random.Generator,
+    features: Callable[[np.ndarray], np.ndarray],
+    *,
+    alpha: Sequence[float],
+    kinds: Sequence[str],
+    max_drawn: int,
+    jpeg_quality: Quality,
+    color_fraction: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_neg, x_pos, base)``: features of the images and of ``n_pos`` superposed copies.
+
+    ``base[i]`` is the image that positive ``i`` was made from (each image in turn, in
+    random order).
+    """
+    n = images.shape[0]
+    base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
+    synth = random_superpositions(images, n_pos, rng, alpha=alpha, kinds=kinds, base=base, max_drawn=max_drawn)
+    x_neg = features(store(color_augment(images, color_fraction, rng), jpeg_quality, rng))
+    x_pos = features(store(color_augment(synth.images, color_fraction, rng), jpeg_quality, rng))
+    return x_neg, x_pos, base
+
+
+def store(images: np.ndarray, jpeg_quality: Quality, rng: np.random.Generator) -> np.ndarray:
+    """The storage round trip of the training images: one quality, or one per image from a list."""
+    q = jpeg_quality
+    if q is None or isinstance(q, (int, np.integer)):
+        return jpeg_roundtrip(images, q)
+    return random_storage(images, q, rng)
+
+
+def color_augment(images: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``images`` where a ``fraction`` of them went through a random filter."""
+    pick = np.flatnonzero(rng.random(images.shape[0]) < fraction)
+    if pick.size == 0:
+        return images
+    half = pick.size // 2
+    gains = np.concatenate(
+        [
+            random_filter_gains(half, rng, kind="blue"),
+            random_filter_gains(pick.size - half, rng, kind="any"),
+        ]
+    )
+    out = images.copy()
+    out[pick] = color_filter(images[pick], gains)
+    return out
