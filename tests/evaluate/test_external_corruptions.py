@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cellkit.data import Dataset
+from cellkit.evaluate import _corruption_cache
 from cellkit.evaluate import external as external_corruptions
 from cellkit.evaluate.external import (
     EXTERNAL_CORRUPTIONS,
@@ -148,3 +149,120 @@ def test_seeded_and_stratified_subset(small: Dataset) -> None:
     evaluate_external_robustness(recording, small, corruptions=["shot_noise"], severities=[2], max_images=8, seed=3)
     for a, b in zip(first, seen, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# -- the on-disk cache (cache_dir) -----------------------------------------------------------
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int, int]]:
+    """Every call of the corruption itself, as ``(name, severity, seed, n images)``."""
+    calls: list[tuple[str, int, int, int]] = []
+    corrupt_range = external_corruptions._corrupt_range
+
+    def counting(images: np.ndarray, name: str, severity: int, seed: int, first_index: int) -> np.ndarray:
+        calls.append((name, severity, seed, len(images)))
+        return corrupt_range(images, name, severity, seed, first_index)
+
+    monkeypatch.setattr(external_corruptions, "_corrupt_range", counting)
+    return calls
+
+
+@needs_package
+def test_cache_hit_returns_the_same_array_without_corrupting(small: Dataset, tmp_path, counted) -> None:  # noqa: ANN001
+    x = small.images[::4]  # 4 images of 32x32
+    plain = external_corrupt(x, "gaussian_noise", 3, seed=2)
+    first = external_corrupt(x, "gaussian_noise", 3, seed=2, cache_dir=tmp_path / "cache")
+    assert len(counted) == 2 and len(list((tmp_path / "cache").glob("*.npy"))) == 1  # the folder is created
+    again = external_corrupt(x.copy(), "gaussian_noise", 3, seed=2, cache_dir=str(tmp_path / "cache"))
+    assert len(counted) == 2  # read back: same content (another array object), str or Path folder
+    for arr in (first, again):
+        assert arr.dtype == np.uint8 and arr.shape == x.shape
+        np.testing.assert_array_equal(arr, plain)
+
+
+@needs_package
+def test_cache_misses_when_any_input_changes(small: Dataset, tmp_path, counted, monkeypatch) -> None:  # noqa: ANN001
+    x = small.images[::4]
+    external_corrupt(x, "contrast", 2, seed=0, cache_dir=tmp_path)
+    other_pixel = x.copy()
+    other_pixel[0, 0, 0, 0] ^= 1
+    variants = [
+        (x, "contrast", 2, 1),  # seed
+        (x, "contrast", 3, 0),  # severity
+        (x, "pixelate", 2, 0),  # corruption
+        (other_pixel, "contrast", 2, 0),  # one pixel
+        (x[:3], "contrast", 2, 0),  # fewer images
+        (np.ascontiguousarray(x.reshape(4, 32, 32, 3)[:, :, ::-1]), "contrast", 2, 0),  # flipped
+    ]
+    for images, name, severity, seed in variants:
+        out = external_corrupt(images, name, severity, seed=seed, cache_dir=tmp_path)
+        np.testing.assert_array_equal(out, external_corrupt(images, name, severity, seed=seed))
+    assert len(counted) == 1 + 2 * len(variants)
+    assert len(list(tmp_path.glob("*.npy"))) == 1 + len(variants)
+    # another version of imagecorruptions (or of the libraries it uses) is another key
+    monkeypatch.setattr(_corruption_cache, "_library_versions", lambda: "imagecorruptions=9.9")
+    external_corrupt(x, "contrast", 2, seed=0, cache_dir=tmp_path)
+    assert len(counted) == 2 + 2 * len(variants)
+
+
+@needs_package
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "wrong shape", "wrong dtype", "pickle"])
+def test_damaged_cache_file_is_recomputed(small: Dataset, tmp_path, counted, damage: str) -> None:  # noqa: ANN001
+    x = small.images[::4]
+    expected = external_corrupt(x, "shot_noise", 4, seed=0, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("*.npy")
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(b"not an npy file" * 100)
+    elif damage == "wrong shape":
+        np.save(path, expected[:2])
+    elif damage == "wrong dtype":
+        np.save(path, expected.astype(np.int16))
+    else:
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.testing.assert_array_equal(external_corrupt(x, "shot_noise", 4, seed=0, cache_dir=tmp_path), expected)
+    assert len(counted) == 2  # recomputed, and the file rewritten whole
+    loaded = np.load(path, allow_pickle=False)
+    np.testing.assert_array_equal(loaded, expected)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    external_corrupt(x, "shot_noise", 4, seed=0, cache_dir=tmp_path)
+    assert len(counted) == 2
+
+
+@needs_package
+def test_evaluation_with_cache_is_the_same_and_reuses_cells(
+    small: Dataset, tmp_path, counted, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    from cellkit.evaluate import robustness
+
+    monkeypatch.setattr(robustness, "CORRUPTION_CHUNK", 5)  # 16 images: chunks of 5, 5, 5, 1
+    seen: list[np.ndarray] = []
+
+    def recording(images: np.ndarray) -> np.ndarray:
+        seen.append(images.copy())
+        return (images.mean(axis=(1, 2, 3)) // 16).astype(np.int64) % 8
+
+    names, sevs = ("gaussian_noise", "pixelate"), (1, 5)
+    plain = evaluate_external_robustness(recording, small, corruptions=names, severities=sevs, seed=1)
+    plain_seen, plain_calls = [s.copy() for s in seen], len(counted)
+    assert plain_calls == 4 * 4  # chunk by chunk
+    for _ in range(2):  # fills the cache, then reads it
+        seen.clear()
+        rep = evaluate_external_robustness(recording, small, corruptions=names, severities=sevs, seed=1,
+                                           cache_dir=tmp_path)
+        assert rep.accuracy == plain.accuracy and rep.clean_accuracy == plain.clean_accuracy
+        assert len(seen) == len(plain_seen)
+        for a, b in zip(plain_seen, seen, strict=True):
+            np.testing.assert_array_equal(a, b)  # the same corrupted images, chunk by chunk
+    assert len(counted) == plain_calls + 4  # one whole cell each, the first time only
+    assert len(list(tmp_path.glob("*.npy"))) == 4
+    # the same files as external_corrupt of the evaluated images
+    np.testing.assert_array_equal(
+        external_corrupt(small.images, "pixelate", 5, seed=1, cache_dir=tmp_path), np.concatenate(plain_seen[-4:])
+    )
+    assert len(counted) == plain_calls + 4
