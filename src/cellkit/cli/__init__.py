@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellkit.cli.evaluate_cmd",
     "cellkit.cli.calibrate_cmd",
     "cellkit.cli.predict_cmd",
+    "cellkit.cli.explain_cmd",
     "cellkit.cli.ensemble_cmd",
     "cellkit.cli.adapt_cmd",
     "cellkit.cli.export_cmd",
