@@ -123,6 +123,37 @@ def test_tta_model_saves_and_loads_with_safe_mode(clf, images, tmp_path):
     np.testing.assert_allclose(predict_proba(direct, images), predict_proba(model, images), atol=1e-6)
 
 
+def test_tta_and_ensemble_averages_stay_float32_probabilities_under_mixed_precision(tmp_path):
+    """A run trained in mixed bfloat16 saved its TTA average in bfloat16: rows summing to 1 only within
+    ~4e-3, read as logits by is_probabilities, and metrics.json got a softmax of probabilities (ECE 0.73)."""
+    from cellkit.evaluate.calibration import is_probabilities
+    from cellkit.inference.ensemble import build_ensemble
+
+    def mixed_classifier(name: str) -> keras.Model:  # as cellkit's head: float32 softmax under any policy
+        inp = keras.Input((12, 12, 3))
+        x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inp))
+        logits = keras.layers.Dense(4)(keras.layers.Flatten()(x))
+        return keras.Model(inp, keras.layers.Activation("softmax", dtype="float32")(logits), name=name)
+
+    images = np.random.default_rng(1).integers(0, 256, (400, 12, 12, 3), dtype=np.uint8)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(3)
+        clf = mixed_classifier("clf")
+        models = {"tta": with_tta(clf, "d4"), "ensemble": build_ensemble([clf, mixed_classifier("other")], tta="flips")}
+        for name, model in models.items():
+            averages = [layer for layer in model.layers if layer.name in ("tta_mean", "combine")]
+            assert averages, name
+            assert all(layer.dtype_policy.name == "float32" for layer in averages), name
+            loaded = load_model(save_model(model, tmp_path / f"{name}.keras"))
+            for m in (model, loaded):
+                p = predict_proba(m, images)
+                assert p.dtype == np.float32 and np.abs(p.sum(axis=1) - 1).max() < 1e-5, name
+                assert is_probabilities(p), name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_with_tta_leaves_the_model_untouched_and_handles_reserved_names(images):
     inner = _classifier(name="tta_views")  # clashes with the wrapper's own layer name
     before = [w.copy() for w in inner.get_weights()]

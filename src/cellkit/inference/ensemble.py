@@ -143,6 +143,7 @@ class AveragePredictions(keras.layers.Layer):
     def __init__(
         self, method: str = "mean", member_weights: Sequence[float] | None = None, **kwargs: Any
     ) -> None:
+        kwargs["dtype"] = "float32"  # probabilities: never rounded by a mixed-precision policy (as ViewAverage)
         super().__init__(**kwargs)
         n = len(member_weights) if member_weights is not None else 0
         self.method = method

@@ -136,9 +136,16 @@ class TestTimeAugmentation(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="cellkit")
 class ViewAverage(keras.layers.Layer):
-    """Average ``(views * batch, k)`` predictions over the views: ``-> (batch, k)``."""
+    """Average ``(views * batch, k)`` predictions over the views: ``-> (batch, k)``.
+
+    Always float32, whatever the dtype policy it is built or loaded under: under mixed
+    precision a bfloat16 input cast would round the probabilities to 8 bits, and the rows
+    would no longer sum to 1 within the 1e-3 that tells probabilities from logits
+    (:func:`cellkit.evaluate.calibration.is_probabilities`).
+    """
 
     def __init__(self, num_views: int, **kwargs: Any) -> None:
+        kwargs["dtype"] = "float32"  # also for a model saved with another policy
         super().__init__(**kwargs)
         if isinstance(num_views, bool) or not isinstance(num_views, numbers.Integral) or num_views < 1:
             raise ValueError(f"num_views must be a positive int. Received: num_views={num_views!r}")
