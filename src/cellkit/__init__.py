@@ -65,6 +65,8 @@ _LAZY: dict[str, str] = {
     "evaluate_robustness": "cellkit.evaluate",
     # inference: predictions, saving, test-time augmentation, ensembles, export
     "predict": "cellkit.inference.predictor",
+    "explain": "cellkit.inference.saliency",
+    "explain_dataset": "cellkit.evaluate.explain",
     "Predictions": "cellkit.inference",
     "load_model": "cellkit.inference",
     "save_model": "cellkit.inference",
@@ -73,6 +75,7 @@ _LAZY: dict[str, str] = {
     "with_tta": "cellkit.inference",
     "export_submission": "cellkit.inference",
     "adapt_model": "cellkit.adapt",
+    "with_batch_adaptation": "cellkit.inference",
 }
 
 __all__ = [

@@ -53,7 +53,7 @@ def _np(x) -> np.ndarray:  # noqa: ANN001
 
 
 def test_policies_only_simulate_augmentation_families() -> None:
-    assert set(POLICIES) == {"none", "light", "strong"}
+    assert set(POLICIES) == {"none", "light", "strong", "severe"}
     for policy, families in POLICY_FAMILIES.items():
         for fam in families:
             assert fam in FAMILIES, fam
@@ -62,6 +62,7 @@ def test_policies_only_simulate_augmentation_families() -> None:
             assert not set(names) & set(EVALUATION_FAMILIES), (policy, fam)
     assert set(POLICY_FAMILIES["light"]) == {"geometric", "contrast", "brightness", "colour"}
     assert {"gaussian_blur", "noise", "colour", "occlusion"} <= set(POLICY_FAMILIES["strong"])
+    assert set(POLICY_FAMILIES["severe"]) == set(POLICY_FAMILIES["strong"])  # wider, not other kinds
 
 
 def test_describe_policy_lists_every_op_with_its_magnitudes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +96,7 @@ def test_identity_at_inference(policy: str, batch: np.ndarray) -> None:
     np.testing.assert_array_equal(model.predict(batch, verbose=0), batch)
 
 
-@pytest.mark.parametrize("policy", ["light", "strong"])
+@pytest.mark.parametrize("policy", ["light", "strong", "severe"])
 def test_random_in_training(policy: str, batch: np.ndarray) -> None:
     aug = augmentation_layer(policy, seed=1)
     first, second = _np(aug(batch, training=True)), _np(aug(batch, training=True))

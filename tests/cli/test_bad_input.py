@@ -378,6 +378,10 @@ ARG_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("corrupt-bad-severity", ["corrupt", "{data}", "--out", "{out}.npz", "--severity", "9"], ("--severity",)),
     ("split-bad-test-size", ["split", "{data}", "--out", "{out}", "--test", "abc"], ("--test", "abc")),
     ("split-too-large-test", ["split", "{data}", "--out", "{out}", "--test", "0.99"], ("test",)),
+    ("export-negative-adapt-prior", ["export", "{model}", "--out", "{out}", "--adapt-to-batch", "-3"],
+     ("--adapt-to-batch", ">= 0", "-3")),
+    ("export-word-adapt-prior", ["export", "{model}", "--out", "{out}", "--adapt-to-batch", "many"],
+     ("--adapt-to-batch", "many")),
 ]
 
 

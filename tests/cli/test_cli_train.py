@@ -110,6 +110,9 @@ def test_export_from_the_command_line(run_dir, tmp_path):
     assert info["class_names"][-1] == "platelet" and info["loader"] == "keras"
     assert "class Model" in (out / "model.py").read_text()
     assert main(["export", str(run_dir), "--out", str(out), "--keras-only"]) == 2  # not empty
+    adapting = tmp_path / "adapting"
+    assert main(["export", str(run_dir), "--out", str(adapting), "--keras-only", "--adapt-to-batch", "--quiet"]) == 0
+    assert json.loads((adapting / "export.json").read_text())["batch_adaptation_prior"] == 16.0  # the default
 
 
 def test_bad_recipe_is_exit_2_with_the_key_and_file(tiny_npz, tmp_path, capsys):

@@ -31,7 +31,7 @@ ALL = list_corruptions()
 #: Corruptions with a random part (the others ignore the seed).
 SEEDED = {
     "hue_shift", "color_cast", "stain_jitter", "motion_blur", "gaussian_noise",
-    "ink_deposits", "bubbles", "random_erasing", "dihedral", "rotate", "translate", "zoom",
+    "ink_deposits", "opaque_blots", "bubbles", "random_erasing", "dihedral", "rotate", "translate", "zoom",
 }  # fmt: skip
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "corruptions.md"  # tests/corrupt/ -> the repository
 
@@ -56,7 +56,7 @@ def test_registry_families_and_split_are_consistent() -> None:
     for names in FAMILIES.values():
         assert len({n in EVALUATION_FAMILIES for n in names}) == 1
     assert {"stain_jitter", "defocus_blur", "motion_blur", "jpeg_compression", "pixelate", "ink_deposits",
-            "bubbles"} == set(EVALUATION_FAMILIES)  # fmt: skip
+            "opaque_blots", "bubbles"} == set(EVALUATION_FAMILIES)  # fmt: skip
     assert list_corruptions("evaluation") == list(EVALUATION_FAMILIES)
     assert list_corruptions("geometric") == ["dihedral", "rotate", "translate", "zoom"]
 

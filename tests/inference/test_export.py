@@ -154,3 +154,19 @@ def test_exported_tta_model_applies_its_views_without_cellkit(model, images, tmp
     expected = predict_proba(with_tta(model, "d4"), images)
     assert not np.allclose(expected, predict_proba(model, images), atol=1e-4)  # the views change the output
     assert np.allclose(got["proba"], expected, atol=1e-5)
+
+
+def test_exported_model_adapts_to_each_batch_without_cellkit(tmp_path):
+    from cellkit.inference.batch_adaptation import with_batch_adaptation
+    from cellkit.zoo import build_classifier
+
+    keras.utils.set_random_seed(2)
+    model = build_classifier("compact_resnet", num_classes=8, input_shape=(32, 32, 3))
+    X = np.random.default_rng(3).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    folder = tmp_path / "submission"
+    info = export_submission(model, folder, batch_size=32, adapt_prior=16)
+    assert info["batch_adaptation_prior"] == 16.0 and info["loader"] == "saved_model"
+    got = _run_exported(folder, tmp_path, X, block=True)
+    expected = predict_proba(with_batch_adaptation(model, prior=16), X, batch_size=32)
+    assert not np.allclose(expected, predict_proba(model, X), atol=1e-4)  # the batch's statistics count
+    assert np.allclose(got["proba"], expected, atol=1e-4)

@@ -16,14 +16,19 @@ Example:
     >>> model = keras.Model(inputs, outputs)
 """
 
+from cellkit.augment.acquisition import (
+    RandomBlots,
+    RandomErasing,
+    RandomExposure,
+    RandomGaussianNoise,
+    RandomSensorNoise,
+)
 from cellkit.augment.layers import (
     RandomAffine,
     RandomApply,
     RandomBlur,
     RandomChannelGain,
     RandomChromaBlur,
-    RandomErasing,
-    RandomGaussianNoise,
     RandomHueSaturation,
     RandomRot90,
 )
@@ -43,13 +48,16 @@ __all__ = [
     "Augmentation",
     "RandomAffine",
     "RandomApply",
+    "RandomBlots",
     "RandomBlur",
     "RandomChannelGain",
     "RandomChromaBlur",
     "RandomErasing",
+    "RandomExposure",
     "RandomGaussianNoise",
     "RandomHueSaturation",
     "RandomRot90",
+    "RandomSensorNoise",
     "augmentation_layer",
     "describe_policy",
     "mix_batch",

@@ -13,9 +13,8 @@ channels-last float images in the 0-255 range and is serializable
 * :class:`RandomBlur`: Gaussian blur of a per-image random sigma, reflected border
   (``keras.layers.RandomGaussianBlur`` pads with zeros, which darkens the border).
 * :class:`RandomChromaBlur`: the same blur of the colour (Cb, Cr) alone; the luma is kept.
-* :class:`RandomGaussianNoise`: additive noise of a per-image random standard deviation.
-* :class:`RandomErasing`: one rectangle per image replaced by uniform noise (random erasing,
-  the training-time form of the ``random_erasing`` corruption of ``cellkit.corrupt.occlusion``).
+* Noise, exposure and occlusion (``RandomGaussianNoise``, ``RandomErasing``...) live in
+  :mod:`cellkit.augment.acquisition`.
 * :class:`RandomApply`: applies a wrapped layer to a random subset of the batch (each image
   with probability ``rate``), the RandAugment-style "maybe apply this op".
 
@@ -36,47 +35,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from cellkit.augment._base import _batch_size, _check_range, _RandomLayer
+from cellkit.augment.acquisition import RandomErasing, RandomGaussianNoise  # noqa: F401  (their old home)
+
 __all__ = [
-    "RandomAffine", "RandomApply", "RandomBlur", "RandomChannelGain", "RandomChromaBlur", "RandomErasing",
-    "RandomGaussianNoise", "RandomHueSaturation", "RandomRot90", "affine_matrix", "hue_saturation",
+    "RandomAffine", "RandomApply", "RandomBlur", "RandomChannelGain", "RandomChromaBlur",
+    "RandomHueSaturation", "RandomRot90", "affine_matrix", "hue_saturation",
 ]
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number in [{low}, {high}]. Received: {name}={value!r}") from None
-    if not low <= v <= high:
-        raise ValueError(f"`{name}` must be in [{low}, {high}]. Received: {name}={value!r}")
-    return v
-
-
-class _RandomLayer(keras.layers.Layer):
-    """Base: a seed, a seed generator, identity unless ``training``; shape-preserving."""
-
-    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, inputs, training: bool = False):  # noqa: ANN001, ANN201
-        if not training:
-            return inputs
-        return self.augment(ops.cast(inputs, self.compute_dtype))
-
-    def augment(self, images):  # noqa: ANN001, ANN201
-        raise NotImplementedError
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "seed": self.seed}
-
-
-def _batch_size(images):  # noqa: ANN001, ANN202
-    return ops.shape(images)[0]
 
 
 @keras.saving.register_keras_serializable(package="cellkit")
@@ -343,64 +308,6 @@ def hue_saturation(images, shift, gain):  # noqa: ANN001, ANN201
     hue = hue - ops.floor(hue)
     saturation = ops.clip(hsv[..., 1] * gain[:, None, None], 0.0, 1.0)
     return ops.image.hsv_to_rgb(ops.stack([hue, saturation, hsv[..., 2]], axis=-1)) * 255.0
-
-
-@keras.saving.register_keras_serializable(package="cellkit")
-class RandomGaussianNoise(_RandomLayer):
-    """Add Gaussian noise of standard deviation ``U(0, max_stddev)`` (grey levels), drawn per image."""
-
-    def __init__(self, max_stddev: float = 10.0, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(seed=seed, **kwargs)
-        self.max_stddev = _check_range("max_stddev", max_stddev, 0.0, 255.0)
-
-    def augment(self, images):  # noqa: ANN001, ANN201
-        std = keras.random.uniform((_batch_size(images), 1, 1, 1), 0.0, self.max_stddev, seed=self.seed_generator)
-        noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
-        return images + ops.cast(noise * std, images.dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_stddev": self.max_stddev}
-
-
-@keras.saving.register_keras_serializable(package="cellkit")
-class RandomErasing(_RandomLayer):
-    """Replace one rectangle of each image by uniform noise in 0-255 (Zhong et al., *Random Erasing*, 2020).
-
-    The rectangle covers ``U(min_area, max_area)`` of the image area, has an aspect ratio
-    log-uniform in ``[1 / max_aspect, max_aspect]`` and a uniformly random centre (it is
-    clipped at the border); the noise is independent per pixel and channel.
-    """
-
-    def __init__(
-        self, min_area: float = 0.02, max_area: float = 0.25, max_aspect: float = 3.0, seed: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(seed=seed, **kwargs)
-        self.max_area = _check_range("max_area", max_area, 0.0, 1.0)
-        self.min_area = _check_range("min_area", min_area, 0.0, self.max_area)
-        self.max_aspect = _check_range("max_aspect", max_aspect, 1.0, 100.0)
-
-    def augment(self, images):  # noqa: ANN001, ANN201
-        n = _batch_size(images)
-        h, w = ops.shape(images)[1], ops.shape(images)[2]
-        fh, fw = ops.cast(h, "float32"), ops.cast(w, "float32")
-        area = keras.random.uniform((n, 1, 1), self.min_area, self.max_area, seed=self.seed_generator) * fh * fw
-        log_aspect = math.log(self.max_aspect)
-        aspect = ops.exp(keras.random.uniform((n, 1, 1), -log_aspect, log_aspect, seed=self.seed_generator))
-        centre_x = keras.random.uniform((n, 1, 1), 0.0, 1.0, seed=self.seed_generator) * fw
-        centre_y = keras.random.uniform((n, 1, 1), 0.0, 1.0, seed=self.seed_generator) * fh
-        xs = ops.cast(ops.arange(w), "float32")[None, None, :] + 0.5
-        ys = ops.cast(ops.arange(h), "float32")[None, :, None] + 0.5
-        inside = ops.logical_and(
-            ops.abs(xs - centre_x) <= 0.5 * ops.sqrt(area * aspect),
-            ops.abs(ys - centre_y) <= 0.5 * ops.sqrt(area / aspect),
-        )  # (n, h, w)
-        noise = keras.random.uniform(ops.shape(images), 0.0, 255.0, seed=self.seed_generator)
-        return ops.where(inside[..., None], ops.cast(noise, images.dtype), images)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "min_area": self.min_area, "max_area": self.max_area,
-                "max_aspect": self.max_aspect}
 
 
 @keras.saving.register_keras_serializable(package="cellkit")

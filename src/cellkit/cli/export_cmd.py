@@ -34,14 +34,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--keras-only", action="store_true", help="skip the TensorFlow SavedModel (then cellkit is needed)")
     add_tta(p, "wrap the model in these views first")
+    p.add_argument(
+        "--adapt-to-batch", type=_prior, nargs="?", const=16.0, default=None, metavar="PRIOR",
+        help="model.py adapts to each batch it predicts: batch norms blend the batch's statistics with the "
+        "training ones, weighted as PRIOR images (default 16); for a server whose images come from another "
+        "microscope",
+    )
     add_quiet(p)
     p.set_defaults(func=run)
+
+
+def _prior(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (the weight of the training statistics). "
+                                         f"Received: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from cellkit.inference.export import export_submission
 
     info = export_submission(args.model, args.out, overwrite=args.overwrite, saved_model=not args.keras_only,
-                              tta=args.tta)
+                              tta=args.tta, adapt_prior=args.adapt_to_batch)
     print(f"exported {info['model_name']} to {args.out}/ (loader: {info['loader']}; {info['note']})")
     return EXIT_OK

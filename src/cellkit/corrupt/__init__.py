@@ -1,5 +1,5 @@
 """Seeded corruption generators: superpositions, colour filters, JPEG round trips, and
-the acquisition-shift suite (22 corruptions x 5 severities) used to measure robustness.
+the acquisition-shift suite (23 corruptions x 5 severities) used to measure robustness.
 
 Use :func:`corrupt_dataset` to make a corrupted copy of a dataset with ground-truth
 masks (to score detectors), :func:`corrupt` for one corruption of the suite, or the

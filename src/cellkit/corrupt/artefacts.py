@@ -1,8 +1,12 @@
-"""Slide artefacts: ink/stain deposits and air bubbles.
+"""Slide artefacts: ink/stain deposits, opaque blots and air bubbles.
 
 * ``ink_deposits``: dark blobs and smudges of a random dark colour (stain precipitate,
   marker ink, dirt on the slide or the sensor): irregular soft-edged ellipses, up to 3:1
   elongated, darker in the middle. Severity raises their number, size and opacity.
+* ``opaque_blots``: one opaque dark blot over the cell (a drop of ink, debris lying on it),
+  its ragged outline a level set of smooth random noise, covering :data:`BLOT_COVERAGE` of
+  the cell's area (10%-40%; the cell taken as the disk of radius a quarter of the image side
+  around the centre). Nothing in training augmentation is noise-shaped.
 * ``bubbles``: air bubbles in the mounting medium. Each is a disk that refracts (magnifies
   what lies under it, like a weak lens), is brighter inside with a bright halo just
   inside its rim, and is outlined by a thin dark ring where light is scattered away.
@@ -22,12 +26,14 @@ Example:
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from cellkit._random import as_generator
 from cellkit.corrupt._batch import check_batch, check_severity, map_chunks
 
 __all__ = [
+    "BLOT_COVERAGE",
     "BUBBLE_COUNTS",
     "BUBBLE_RADII",
     "BUBBLE_STRENGTHS",
@@ -37,6 +43,7 @@ __all__ = [
     "INK_RADII",
     "bubbles",
     "ink_deposits",
+    "opaque_blots",
 ]
 
 #: Number of deposits, mean radius (pixels per 96) and peak opacity, severities 1..5.
@@ -45,6 +52,9 @@ INK_RADII: tuple[float, ...] = (6.0, 7.0, 8.5, 10.0, 11.5)
 INK_OPACITIES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 #: Base colours of deposits (RGB): near-black, blue ink, violet precipitate, brown dirt, dark green.
 INK_PALETTE: tuple[tuple[int, int, int], ...] = ((22, 20, 26), (28, 38, 96), (64, 26, 84), (74, 48, 26), (24, 60, 40))
+
+#: Share of the cell's area (the disk of radius ``side / 4`` at the centre) an opaque blot covers, severities 1..5.
+BLOT_COVERAGE: tuple[float, ...] = (0.10, 0.16, 0.22, 0.30, 0.40)
 
 #: Number of bubbles, mean radius (pixels per 96) and strength (brightening, ring darkness,
 #: magnification all scale with it), severities 1..5.
@@ -231,3 +241,43 @@ def bubbles(images: np.ndarray, severity: int = 3, rng: int | np.random.Generato
         return x
 
     return map_chunks(fn, images, params, chunk=_CHUNK)
+
+
+def opaque_blots(images: np.ndarray, severity: int = 3, rng: int | np.random.Generator | None = None) -> np.ndarray:
+    """One opaque dark blot per image over :data:`BLOT_COVERAGE` of the cell, with a noise-shaped outline.
+
+    The blot is the top-scoring pixels of ``noise - distance**2 / (2 * (side / 8)**2)``, the
+    noise a Gaussian-smoothed white noise (sigma ``side / 16``) and the distance taken to a
+    centre within ``side / 8`` of the image's centre; the colour is one of
+    :data:`INK_PALETTE`, darkened, at opacity 0.92-1 with a one-pixel soft edge. All draws
+    are made once, whatever the severity, so a higher severity grows the same blot.
+
+    Example:
+        >>> x = np.full((3, 96, 96, 3), 210, np.uint8)
+        >>> covered = (opaque_blots(x, 5, rng=0).mean(axis=-1) < 120).mean(axis=(1, 2))
+        >>> bool(np.allclose(covered, 0.40 * np.pi / 16, atol=0.02))
+        True
+    """
+    check_batch(images)
+    s = check_severity(severity)
+    gen = as_generator(rng)
+    n, h, w, _ = images.shape
+    side = float(min(h, w))
+    noise = gen.standard_normal((n, h, w)).astype(np.float32)
+    centre = np.array([w, h], np.float64) / 2 + gen.uniform(-side / 8, side / 8, (n, 2))
+    colour = np.asarray(INK_PALETTE, np.float32)[gen.integers(0, len(INK_PALETTE), n)]
+    colour *= gen.uniform(0.5, 1.0, (n, 1)).astype(np.float32)
+    opacity = gen.uniform(0.92, 1.0, n).astype(np.float32)
+    count = int(round(BLOT_COVERAGE[s - 1] * np.pi * (side / 4) ** 2))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    out = images.astype(np.float32)
+    for i in range(n):
+        field = cv2.GaussianBlur(noise[i], (0, 0), side / 16, borderType=cv2.BORDER_REFLECT)
+        field /= max(float(field.std()), 1e-6)
+        dist2 = (xs - np.float32(centre[i, 0])) ** 2 + (ys - np.float32(centre[i, 1])) ** 2
+        score = field - dist2 / np.float32(2 * (side / 8) ** 2)
+        mask = np.zeros(h * w, np.float32)
+        mask[np.argpartition(-score.ravel(), count - 1)[:count]] = 1.0
+        alpha = cv2.GaussianBlur(mask.reshape(h, w), (0, 0), 0.6) * opacity[i]
+        out[i] += alpha[..., None] * (colour[i] - out[i])
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -85,6 +85,7 @@ CORRUPTIONS: dict[str, CorruptionFn] = {
     "jpeg_compression": blur_noise.jpeg_compression,
     "pixelate": blur_noise.pixelate,
     "ink_deposits": artefacts.ink_deposits,
+    "opaque_blots": artefacts.opaque_blots,
     "bubbles": artefacts.bubbles,
     "random_erasing": occlusion.random_erasing,
     "dihedral": geometric.dihedral,
@@ -111,6 +112,7 @@ SEVERITY_PARAMETERS: dict[str, tuple[str, tuple]] = {
     "jpeg_compression": ("quality", blur_noise.JPEG_QUALITIES),
     "pixelate": ("block (px)", blur_noise.PIXELATE_BLOCKS),
     "ink_deposits": ("deposits", artefacts.INK_COUNTS),
+    "opaque_blots": ("share of the cell covered", artefacts.BLOT_COVERAGE),
     "bubbles": ("bubbles", artefacts.BUBBLE_COUNTS),
     "random_erasing": ("area share", occlusion.ERASING_AREAS),
     "dihedral": ("(none)", (0, 0, 0, 0, 0)),
@@ -134,6 +136,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "compression": ("jpeg_compression",),
     "pixelation": ("pixelate",),
     "deposits": ("ink_deposits",),
+    "blots": ("opaque_blots",),
     "bubbles": ("bubbles",),
 }
 

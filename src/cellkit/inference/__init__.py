@@ -11,6 +11,8 @@
 * :mod:`cellkit.inference.ensemble`: :func:`average_predictions` and :func:`build_ensemble`;
 * :mod:`cellkit.inference.temperature`: :class:`TemperatureScaling`, a saveable layer that
   divides the logits by a fitted temperature (:func:`cellkit.evaluate.calibrate_model`);
+* :mod:`cellkit.inference.batch_adaptation`: :func:`with_batch_adaptation`, a model whose batch
+  norms adapt to every batch it predicts (a new microscope, no adaptation step);
 * :mod:`cellkit.inference.export`: :func:`export_submission`, the course's ``model.py`` folder.
 
 Names are imported from their module on first use: ``from cellkit.inference import
@@ -43,6 +45,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("EXPORT_FORMATS", "export_submission"), "cellkit.inference.export"),
     **dict.fromkeys(("TemperatureScaling", "with_temperature"), "cellkit.inference.temperature"),
     "apply_temperature": "cellkit.inference._temperature_math",  # NumPy only
+    "with_batch_adaptation": "cellkit.inference.batch_adaptation",
 }
 
 __all__ = sorted(_LAZY)

@@ -123,6 +123,7 @@ def export_submission(
     batch_size: int = 256,
     saved_model: bool = True,
     tta: str | bool | None = None,
+    adapt_prior: float | None = None,
 ) -> dict[str, Any]:
     """Write the submission folder ``out`` for ``model`` (module docstring); return ``export.json``.
 
@@ -142,6 +143,12 @@ def export_submission(
             specification such as ``"d4"``); the views are traced into the SavedModel, so
             ``model.py`` applies them without cellkit. ``None``: export the model as it is
             (a model trained with a recipe's ``tta`` already holds its views).
+        adapt_prior: adapt to every batch ``model.py`` predicts
+            (:func:`cellkit.inference.batch_adaptation.with_batch_adaptation`): each batch norm
+            blends the batch's statistics with the training ones, weighted as ``adapt_prior``
+            images (16 is the usual choice). For a server whose images come from another
+            microscope; predictions then depend on the batch (``model.py``'s ``BATCH_SIZE``
+            images at a time). ``None``: the model's own statistics, every image on its own.
     """
     import keras
 
@@ -161,6 +168,10 @@ def export_submission(
     views = parse_tta(tta)
     if views is not None:
         model = with_tta(model, tta)
+    if adapt_prior is not None:
+        from cellkit.inference.batch_adaptation import with_batch_adaptation
+
+        model = with_batch_adaptation(model, prior=adapt_prior)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
     in_spec = model.inputs[0]
@@ -183,6 +194,8 @@ def export_submission(
         info = _manifest(model, names, input_shape, in_spec.dtype, loader, note, source, batch_size)
         if views is not None:
             info["tta"] = views[0] + ("+color" if views[1] else "")
+        if adapt_prior is not None:
+            info["batch_adaptation_prior"] = float(adapt_prior)
         atomic_write_text(work / "model.py", _render(info))
         atomic_write_json(work / "export.json", info)
     return info

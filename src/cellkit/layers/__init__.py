@@ -6,7 +6,8 @@ a trainable zero-sum :class:`LearnableHighPass`, created by name with
 :class:`ReinhardNormalization`, :class:`GrayWorldNormalization` and
 :class:`MacenkoNormalization`, created by name with :func:`normalization_layer`; and
 :class:`FusedBatchNormalization` (Keras' batch norm, trained with TensorFlow's fused
-kernel on that backend). They are registered under the ``"cellkit"`` package, so a saved
+kernel on that backend) and :class:`AdaptiveBatchNormalization` (batch norm that adapts to
+each batch at prediction time). They are registered under the ``"cellkit"`` package, so a saved
 ``.keras`` model loads back with ``safe_mode=True`` once ``cellkit.layers`` is imported.
 
 Example:
@@ -17,7 +18,7 @@ Example:
     (None, 96, 96, 6)
 """
 
-from cellkit.layers.batch_norm import FusedBatchNormalization
+from cellkit.layers.batch_norm import AdaptiveBatchNormalization, FusedBatchNormalization
 from cellkit.layers.factory import HIGH_PASS_LAYERS, high_pass_layer
 from cellkit.layers.high_pass import (
     KEEP_INPUT,
@@ -41,6 +42,7 @@ __all__ = [
     "KEEP_INPUT",
     "MODES",
     "NORMALIZATION_LAYERS",
+    "AdaptiveBatchNormalization",
     "DifferenceOfGaussians",
     "FusedBatchNormalization",
     "GrayWorldNormalization",
