@@ -78,7 +78,8 @@ LITE_ROWS: dict[str, tuple[str, str | None, float]] = {
 LITE_LAST_PHASE_EPOCHS: dict[str, int] = {"lite1-imagenet": 5}
 LITE_ENSEMBLE = ("lite0-imagenet", "lite1-imagenet", "compact")
 #: The plugin's recipe files (sized to the 45-minute CPU budget; see their comments).
-LITE_RECIPES = Path(__file__).resolve().parents[1] / "plugins" / "cellkit-efficientnet-lite" / "recipes"
+LITE_RECIPES = (Path(__file__).resolve().parents[1] / "plugins" / "cellkit-efficientnet-lite" / "src"
+                / "cellkit_efficientnet_lite" / "recipes")
 LITE0_TARGET = 0.97
 
 _REPORT: dict[str, str] = {}
@@ -156,7 +157,7 @@ def report(results_dir: Path, hardware: str, full_mode: bool, record_rows, weigh
             "with a new dense-64 head, Lion 5e-4 -> 1e-5, then every layer fine-tuned, batch norm included, "
             "Lion 3e-5 -> 1e-6: the report's 1e-4 is for its 10 %; batch-norm statistics re-estimated on 30 clean "
             "training batches before every validation), recipe "
-            "`plugins/cellkit-efficientnet-lite/recipes/lite-transfer.toml`; the scratch row (`lite-scratch.toml`) "
+            "`lite-transfer` (the plugin's preset, `cellkit_efficientnet_lite/recipes/lite-transfer.toml`); the scratch row (`lite-scratch.toml`) "
             "trains the same architecture from random weights within the same budget. The time limit stops a row "
             "before an epoch that would end past its budget, so *epochs* can be fewer than the recipe's. Accuracy "
             "with the recipe's test-time augmentation; the last column gives it without.",

@@ -62,10 +62,29 @@ def _require_imagenet(lite) -> None:
 def test_discovered_through_its_entry_point(installed) -> None:
     info = plugin_manager().info("efficientnet_lite")
     assert (info.distribution, info.version) == ("cellkit-efficientnet-lite", installed.__version__)
-    assert info.hooks == ("cellkit_register_backbones",) and not info.builtin
+    assert info.hooks == ("cellkit_register_backbones", "cellkit_register_recipes") and not info.builtin
     assert list_backbones(family="efficientnet_lite") == NAMES
     assert {get_backbone(n).plugin for n in NAMES} == {"efficientnet_lite"}
     assert get_backbone("efficientnet_lite0").plugin_version == installed.__version__
+
+
+def test_its_recipes_ship_in_the_wheel_and_a_backbone_alone_picks_lite_transfer(installed, capsys) -> None:
+    from cellkit.cli import build_parser
+    from cellkit.cli.train_cmd import build_recipe
+    from cellkit.train import load_preset, preset_catalog
+
+    catalog = preset_catalog()
+    for name in ("lite-transfer", "lite-scratch"):
+        assert catalog[name].origin.startswith("'efficientnet_lite' (cellkit-efficientnet-lite")
+        assert str(catalog[name].file).startswith(str(Path(installed.__file__).parent))  # inside the package
+        assert load_preset(name).time_limit == 45.0
+    assert main(["recipes", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["lite-transfer"]["time_limit_minutes"] == 45.0 and rows["robust"]["origin"] == "cellkit"
+    args = build_parser().parse_args(["train", "data", "--out", "run", "--backbone", "efficientnet_lite1"])
+    recipe = build_recipe(args)
+    assert "lite-transfer, the preset that backbone 'efficientnet_lite1' declares" in capsys.readouterr().out
+    assert recipe == load_preset("lite-transfer").replace(backbone="efficientnet_lite1").resolved()
 
 
 def test_listed_by_the_backbones_command(installed, capsys: pytest.CaptureFixture[str]) -> None:

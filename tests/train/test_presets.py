@@ -32,6 +32,7 @@ ROBUST_BEFORE_TOML = {
     "val": 0.08,
     "test": 0.2,
     "seed": 0,
+    "time_limit": None,
     "precision": "bfloat16",
     "mode": "scratch",
     "fine_tune_fraction": 0.1,

@@ -85,7 +85,7 @@ def test_entry_point_is_declared() -> None:
     assert ep.load() is plugin
 
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "src" / "cellkit_efficientnet_lite" / "recipes"
 
 
 @pytest.mark.parametrize("name", ["lite-transfer.toml", "lite-scratch.toml"])

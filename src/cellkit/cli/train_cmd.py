@@ -32,14 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (must be new or empty)")
     p.add_argument("--recipe", metavar="FILE|PRESET",
-                   help="recipe file (.toml/.json) or preset name; `robust` is the recommended start")
-    p.add_argument("--list-recipes", action=_ListRecipes, nargs=0, help="list the preset recipes and exit")
+                   help="recipe file (.toml/.json) or preset name (`cellkit recipes`); `robust` is the recommended "
+                   "start; default: the preset the --backbone's plugin declares, else cellkit's default recipe")
+    p.add_argument("--list-recipes", action=_ListRecipes, nargs=0,
+                   help="list the preset recipes and exit (as `cellkit recipes`)")
     p.add_argument("--backbone", metavar="NAME", help="backbone (see `cellkit backbones`); default: the recipe's")
     p.add_argument("--weights", metavar="imagenet|PATH|none", help="pretrained weights tag, .weights.h5 file, or none")
     p.add_argument("--epochs", type=int, metavar="N", help="epochs of every phase")
     p.add_argument("--batch-size", type=int, metavar="N", help="images per training step")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the split, initialisation, shuffling, augmentation")
-    p.add_argument("--augmentation", metavar="POLICY", help="augmentation policy: none, light or strong")
+    p.add_argument("--augmentation", metavar="POLICY", help="augmentation policy: none, light, strong or severe")
     p.add_argument("--normalize", metavar="reinhard|grayworld|macenko|none",
                    help="stain/illumination normalisation layer applied in the model to the raw image, before "
                    "the backbone; default: the recipe's (none)")
@@ -51,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--time-limit", type=float, metavar="MINUTES",
-        help="wall-clock budget for training: no epoch starts that would end past it",
+        help="wall-clock budget for training: no epoch starts that would end past it (default: the recipe's "
+        "time_limit, if any)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing RUN_DIR")
     add_quiet(p)
@@ -62,20 +65,21 @@ class _ListRecipes(argparse.Action):
     """Print the presets and exit during parsing (like ``--version``: no PATH needed)."""
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
-        from cellkit.train import list_presets, load_preset
+        from cellkit.cli.zoo_cmd import print_recipes
 
-        for name in list_presets():
-            r = load_preset(name).resolved()
-            phases = ", ".join(f"{p.name} ({p.optimizer} {p.learning_rate:g}, {p.epochs} ep)" for p in r.phases)
-            print(f"{name:<16} {r.backbone:<16} {r.mode:<9} {phases}")
+        print_recipes()
         parser.exit(0)
 
 
 def build_recipe(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.train.Recipe
-    """The recipe of ``--recipe`` (or the default) with the command-line overrides applied."""
-    from cellkit.train import Recipe, resolve_recipe
+    """The recipe of ``--recipe`` (else the preset ``--backbone`` declares, else the default) with the
+    command-line overrides applied."""
+    from cellkit.train import Recipe, load_preset, resolve_recipe
 
-    recipe = resolve_recipe(args.recipe) if args.recipe else Recipe()
+    declared = _declared_recipe(args.backbone) if not args.recipe and args.backbone else None
+    recipe = resolve_recipe(args.recipe) if args.recipe else load_preset(declared) if declared else Recipe()
+    if declared and not getattr(args, "quiet", False):
+        print(f"recipe: {declared}, the preset that backbone {args.backbone!r} declares (--recipe to choose another)")
     changes = {}
     if args.backbone is not None:
         changes["backbone"] = args.backbone
@@ -96,6 +100,14 @@ def build_recipe(args: argparse.Namespace):  # noqa: ANN201 - returns cellkit.tr
     if args.epochs is not None:
         recipe = recipe.with_epochs(args.epochs)
     return recipe.resolved()
+
+
+def _declared_recipe(backbone: str) -> str | None:
+    """The preset a backbone's spec declares (``BackboneSpec.recipe``); unknown names are left to the recipe check."""
+    from cellkit.zoo import backbone_specs
+
+    spec = backbone_specs().get(backbone)
+    return None if spec is None else spec.recipe
 
 
 def run(args: argparse.Namespace) -> int:

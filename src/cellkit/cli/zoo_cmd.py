@@ -1,4 +1,4 @@
-"""``cellkit backbones`` and ``cellkit plugins``: what the zoo and the plugin system hold.
+"""``cellkit backbones``, ``cellkit recipes`` and ``cellkit plugins``: what the zoo and the plugin system hold.
 
 Example:
     >>> from cellkit.cli import main
@@ -19,11 +19,11 @@ from typing import Any
 
 from cellkit.cli import add_quiet
 
-__all__ = ["register", "run_backbones", "run_plugins"]
+__all__ = ["print_recipes", "register", "run_backbones", "run_plugins", "run_recipes"]
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``backbones`` and ``plugins`` subcommands."""
+    """Add the ``backbones``, ``recipes`` and ``plugins`` subcommands."""
     p = subparsers.add_parser(
         "backbones",
         help="list the registered backbones",
@@ -40,6 +40,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     add_quiet(p)
     p.set_defaults(func=run_backbones)
+
+    p = subparsers.add_parser(
+        "recipes",
+        help="list the recipe presets (cellkit's and the plugins')",
+        description="List the recipe presets that `cellkit train --recipe NAME` accepts: cellkit's own and "
+        "those installed plugins register, with their backbone, time limit and phases.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_quiet(p)
+    p.set_defaults(func=run_recipes)
 
     p = subparsers.add_parser(
         "plugins",
@@ -72,6 +82,7 @@ def run_backbones(args: argparse.Namespace) -> int:
                 "plugin_version": spec.plugin_version,
                 "pretrained": {tag: weights_available(spec, tag) for tag in spec.weights},
                 "description": spec.description,
+                "recipe": spec.recipe,
             }
         )
     if args.json:
@@ -96,6 +107,36 @@ def run_backbones(args: argparse.Namespace) -> int:
     ]
     _print_table(("name", "family", "params", "input", "plugin", "pretrained"), table)
     return 0
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    print_recipes(as_json=args.json)
+    return 0
+
+
+def print_recipes(as_json: bool = False) -> None:
+    """Print every preset: name, origin, backbone, mode, time limit, phases (or a JSON list)."""
+    from cellkit.train.presets import load_preset, preset_catalog
+
+    rows = []
+    for name, info in sorted(preset_catalog().items()):
+        r = load_preset(name).resolved()
+        rows.append({
+            "name": name, "origin": info.origin, "file": str(info.file), "backbone": r.backbone, "mode": r.mode,
+            "time_limit_minutes": r.time_limit,
+            "phases": [{"name": p.name, "optimizer": p.optimizer, "learning_rate": p.learning_rate,
+                        "epochs": p.epochs} for p in r.phases],
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = [
+        (r["name"], r["origin"], r["backbone"], r["mode"],
+         "-" if r["time_limit_minutes"] is None else f"{r['time_limit_minutes']:g} min",
+         ", ".join(f"{p['name']} ({p['optimizer']} {p['learning_rate']:g}, {p['epochs']} ep)" for p in r["phases"]))
+        for r in rows
+    ]
+    _print_table(("name", "origin", "backbone", "mode", "time limit", "phases"), table)
 
 
 def run_plugins(args: argparse.Namespace) -> int:

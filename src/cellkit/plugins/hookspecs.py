@@ -16,11 +16,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pluggy
 
-__all__ = ["PROJECT_NAME", "hookimpl", "hookspec", "cellkit_register_backbones"]
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec", "cellkit_register_backbones", "cellkit_register_recipes"]
 
 #: The pluggy project name: markers, the plugin manager and the entry-point group share it.
 PROJECT_NAME = "cellkit"
@@ -56,5 +56,31 @@ def cellkit_register_backbones() -> Sequence[object]:
         ...                          preprocessing="[0,1]")]
         >>> [spec.name for spec in cellkit_register_backbones()]
         ['tiny']
+    """
+    raise NotImplementedError  # pragma: no cover - a specification, never called
+
+
+@hookspec
+def cellkit_register_recipes() -> Mapping[str, object]:
+    """Return the training recipes (presets) this plugin ships.
+
+    Called (without arguments) whenever presets are listed or loaded (``cellkit recipes``,
+    ``cellkit train --recipe NAME``, ``cellkit.train.load_preset``), so keep it cheap: name
+    the files, do not read them. Ship the files inside the plugin's wheel (package data)
+    and locate them with ``importlib.resources``, so an installed plugin has them. A
+    backbone can name one of them as its default (``BackboneSpec.recipe``): ``cellkit train
+    --backbone NAME`` without ``--recipe`` then runs it.
+
+    Returns:
+        A mapping of preset name to the recipe file (``.toml`` or ``.json``; a path or an
+        ``importlib.resources`` traversable), possibly empty. A name already taken by
+        cellkit's own presets or by another plugin is an error naming both.
+
+    Example:
+        >>> from cellkit.plugins import hookimpl
+        >>> @hookimpl
+        ... def cellkit_register_recipes():
+        ...     from importlib import resources
+        ...     return {"tiny-transfer": resources.files("cellkit_tiny") / "recipes" / "tiny-transfer.toml"}
     """
     raise NotImplementedError  # pragma: no cover - a specification, never called

@@ -29,9 +29,9 @@ from cellkit.train.devices import distribution_scope, gpu_available, precision_p
 from cellkit.train.optim import balanced_class_weights, make_optimizer, make_schedule
 from cellkit.train.phases import PhaseResult, build_training_model, fit_phase
 from cellkit.train.pipeline import ArrayBatches
-from cellkit.train.presets import list_presets, load_preset, resolve_recipe
+from cellkit.train.presets import PresetInfo, list_presets, load_preset, preset_catalog, resolve_recipe
 from cellkit.train.recipe import Phase, Recipe, RecipeError
-from cellkit.train.recipe_io import load_recipe
+from cellkit.train.recipe_io import load_recipe, save_recipe
 from cellkit.train.run_dir import TrainResult
 from cellkit.train.runner import TrainingInterrupted, load_run, train
 
@@ -41,6 +41,7 @@ __all__ = [
     "HistoryRecorder",
     "Phase",
     "PhaseResult",
+    "PresetInfo",
     "Recipe",
     "RecipeError",
     "TrainResult",
@@ -62,8 +63,10 @@ __all__ = [
     "metrics_from_predictions",
     "precision_policy",
     "predict_proba",
+    "preset_catalog",
     "resolve_recipe",
     "save_model",
+    "save_recipe",
     "train",
 ]
 

@@ -84,7 +84,7 @@ SCHEDULES: tuple[str, ...] = ("cosine", "exponential", "constant")
 #: plus the head, or every layer.
 TRAINABLE: tuple[str, ...] = ("head", "fine_tune", "all")
 #: Augmentation policies of :func:`cellkit.augment.augmentation_layer`.
-AUGMENTATION_POLICIES: tuple[str, ...] = ("none", "light", "strong")
+AUGMENTATION_POLICIES: tuple[str, ...] = ("none", "light", "strong", "severe")
 #: Batch mixing of :func:`cellkit.augment.mix_batch` (``"none"``: no mixing).
 MIX_METHODS: tuple[str, ...] = ("none", "cutmix", "mixup")
 MODES: tuple[str, ...] = ("auto", "transfer", "scratch")
@@ -296,7 +296,7 @@ class Recipe:
             (:data:`NORMALIZATIONS`: ``"reinhard"``, ``"grayworld"``, ``"macenko"``) applied to the raw image
             first (see :func:`cellkit.zoo.build_classifier`).
         augmentation: policy of :func:`cellkit.augment.augmentation_layer`
-            (``"none"``, ``"light"``, ``"strong"``), applied only while training.
+            (``"none"``, ``"light"``, ``"strong"``, ``"severe"``), applied only while training.
         mix: batch mixing (``"none"``, ``"cutmix"``, ``"mixup"``), applied only while training.
         mix_alpha: the Beta(alpha, alpha) parameter of the mixing ratio.
         mix_probability: share of the images of a batch that are mixed.
@@ -313,6 +313,9 @@ class Recipe:
         val, test: validation and test fractions of the stratified split (the report's
             8 % and 20 %).
         seed: seeds the split, the initialisation, the shuffling and the augmentation.
+        time_limit: wall-clock budget of the training in minutes (``None``: none), for a
+            preset sized to a budget: no epoch starts that would end past it, and the run
+            keeps its best epoch (``train(time_limit=...)`` and ``--time-limit`` override it).
         precision: ``"auto"`` (mixed float16 when a GPU is present, else float32),
             ``"mixed"``, ``"bfloat16"`` (mixed bfloat16 where the hardware computes it
             natively, else float32) or ``"float32"``.
@@ -343,6 +346,7 @@ class Recipe:
     val: float = field(default=0.08, metadata=rule(check_float, high=1.0, low_open=False, high_open=True))
     test: float = field(default=0.2, metadata=rule(check_float, high=1.0, low_open=False, high_open=True))
     seed: int = field(default=0, metadata=rule(check_int, minimum=0))
+    time_limit: float | None = field(default=None, metadata=rule(check_float))
     precision: str = field(default="auto", metadata=rule(check_choice, choices=PRECISIONS))
     mode: str = field(default="auto", metadata=rule(check_choice, choices=MODES))
     fine_tune_fraction: float = field(default=0.1, metadata=rule(check_float, high=1.0))

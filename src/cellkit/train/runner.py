@@ -89,6 +89,7 @@ def train(
         time_limit: wall-clock budget in seconds for the training (not the final
             evaluation): no epoch is started that would likely end past it, and remaining
             phases are skipped (``run.json`` records ``"stopped_by_time_limit"``).
+            ``None``: the recipe's ``time_limit`` (minutes), if it sets one.
 
     Raises:
         TrainingInterrupted: on Ctrl-C, after writing the artifacts from the best checkpoint.
@@ -97,6 +98,8 @@ def train(
     recipe = (recipe or Recipe()).resolved()
     dataset, split = _checked(data, recipe, split)
     weights = class_weight_vector(recipe.class_weight, dataset.labels[split.train], dataset.num_classes)
+    if time_limit is None and recipe.time_limit is not None:
+        time_limit = recipe.time_limit * 60
     limit = None if time_limit is None else TimeLimit(time_limit)
     run = _Run(recipe, dataset, split, RunDir.create(out, overwrite=overwrite), quiet=quiet)
     run.dir.start(recipe, dataset, split, run.class_names)

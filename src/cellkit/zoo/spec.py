@@ -78,6 +78,9 @@ class BackboneSpec:
             count ``keras.Model.count_params`` gives), ``None`` if unknown; shown by
             ``cellkit backbones`` without building the network.
         description: one line for listings.
+        recipe: the preset that ``cellkit train --backbone NAME`` runs when no ``--recipe``
+            is given (a name of ``cellkit recipes``, e.g. one the same plugin registers with
+            ``cellkit_register_recipes``); ``None``: cellkit's default recipe.
         plugin: the plugin that registered the spec (filled by the registry).
         plugin_version: the version of that plugin's distribution (filled by the registry).
     """
@@ -92,6 +95,7 @@ class BackboneSpec:
     weight_files: Mapping[str, str] = field(default_factory=dict)
     num_params: int | None = None
     description: str = ""
+    recipe: str | None = None
     plugin: str | None = None
     plugin_version: str | None = None
 
@@ -105,6 +109,8 @@ class BackboneSpec:
             raise ValueError(
                 f"BackboneSpec.family must be a non-empty string. Received: family={self.family!r}"
             )
+        if self.recipe is not None and (not isinstance(self.recipe, str) or not self.recipe):
+            raise ValueError(f"BackboneSpec.recipe must be a preset name or None. Received: recipe={self.recipe!r}")
         if not callable(self.builder):
             raise TypeError(
                 f"BackboneSpec.builder must be callable (input_shape, weights) -> keras.Model. "

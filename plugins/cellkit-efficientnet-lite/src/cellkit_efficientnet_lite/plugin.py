@@ -17,14 +17,23 @@ Input resolution: the zoo's builder upsamples 96x96 cells (bilinear, inside the 
 variant's ImageNet resolution (224, 240, 260) unless the backbone option ``resize_to`` says
 otherwise; see :data:`UPSAMPLE_TO` for the measurement.
 
+Recipes: the plugin ships its presets inside the package (``recipes/*.toml``) and registers
+them with ``cellkit_register_recipes``: ``lite-transfer`` (ImageNet transfer learning sized to
+45 minutes of a 2-core CPU, ``time_limit = 45``) and ``lite-scratch`` (the same network from
+random weights, the control). Every variant declares ``lite-transfer`` as its recipe, so
+``cellkit train DATA --backbone efficientnet_lite0`` runs it without ``--recipe``.
+
 Example:
     >>> [spec.name for spec in cellkit_register_backbones()]
     ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+    >>> sorted(cellkit_register_recipes()), {spec.recipe for spec in backbone_specs()}
+    (['lite-scratch', 'lite-transfer'], {'lite-transfer'})
 """
 
 from __future__ import annotations
 
 import functools
+from importlib import resources
 
 import keras
 from cellkit.plugins import hookimpl
@@ -33,7 +42,13 @@ from cellkit.zoo import BackboneSpec
 from cellkit_efficientnet_lite.architecture import VARIANTS, build_efficientnet_lite
 from cellkit_efficientnet_lite.checkpoints import PACKAGES, checkpoint_path
 
-__all__ = ["NUM_PARAMS", "UPSAMPLE_TO", "build_backbone", "backbone_specs", "cellkit_register_backbones"]
+__all__ = [
+    "DEFAULT_RECIPE", "NUM_PARAMS", "UPSAMPLE_TO", "build_backbone", "backbone_specs", "cellkit_register_backbones",
+    "cellkit_register_recipes",
+]
+
+#: The preset every variant declares (``cellkit train --backbone efficientnet_lite0`` runs it).
+DEFAULT_RECIPE = "lite-transfer"
 
 #: Side each variant's zoo builder resizes inputs to (bilinear, inside the model): the
 #: variant's ImageNet resolution, so the network sees cells at the scale its filters and
@@ -111,6 +126,7 @@ def backbone_specs() -> list[BackboneSpec]:
                 },
                 weight_files={} if installed is None else {"imagenet": str(installed)},
                 num_params=NUM_PARAMS[variant],
+                recipe=DEFAULT_RECIPE,
                 description=f"{_DESCRIPTIONS[variant]}; input (x - 127) / 128, upsampled to "
                 f"{UPSAMPLE_TO[variant]} px",
             )
@@ -122,3 +138,10 @@ def backbone_specs() -> list[BackboneSpec]:
 def cellkit_register_backbones() -> list[BackboneSpec]:
     """EfficientNet-Lite0/1/2 (see :func:`backbone_specs`)."""
     return backbone_specs()
+
+
+@hookimpl
+def cellkit_register_recipes() -> dict[str, object]:
+    """The presets shipped in ``recipes/`` of this package, by file name without ``.toml``."""
+    folder = resources.files("cellkit_efficientnet_lite") / "recipes"
+    return {entry.name.removesuffix(".toml"): entry for entry in folder.iterdir() if entry.name.endswith(".toml")}
