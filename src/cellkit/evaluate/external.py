@@ -44,7 +44,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import warnings
 import zlib
@@ -64,12 +63,7 @@ from cellkit.evaluate._corruption_cache import cache_file, images_digest, load_c
 from cellkit.evaluate._imagecorruptions_compat import compat
 from cellkit.evaluate.robustness import RobustnessReport, _accuracy_grid, _as_dataset, _as_predictor
 
-__all__ = [
-    "EXTERNAL_CORRUPTIONS",
-    "MIN_SIDE",
-    "evaluate_external_robustness",
-    "external_corrupt",
-]
+__all__ = ["EXTERNAL_CORRUPTIONS", "MIN_SIDE", "evaluate_external_robustness", "external_corrupt"]
 
 #: The ImageNet-C corruptions used: the 15 "common" ones in ImageNet-C order, then the 4
 #: "validation" extras (``speckle_noise``, ``gaussian_blur``, ``spatter``, ``saturate``).
