@@ -17,23 +17,14 @@ import cellkit
 from cellkit.data import Dataset
 from cellkit.evaluate.explain import EXPLAIN_FILES, Explanations, explain_dataset, overlay, select_examples
 from cellkit.inference.saliency import METHODS
+from saliency_toys import left_half_red_model
 
 SIZE = 32
 CLASSES = ("grey", "red")
 
 
 def _model() -> keras.Model:
-    """Class 1 ("red") when the left half of the image holds red pixels (as in tests/inference/test_saliency.py)."""
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255)(inp)
-    x = keras.layers.ZeroPadding2D(((0, 0), (0, SIZE // 2)))(keras.layers.Cropping2D(((0, 0), (0, SIZE // 2)))(x))
-    redness = keras.layers.Conv2D(1, 1, activation="relu")
-    logits = keras.layers.Dense(2)
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(4)(redness(x)))
-    model = keras.Model(inp, keras.layers.Activation("softmax")(logits(x)))
-    redness.set_weights([np.array([1.0, -0.5, -0.5], np.float32).reshape(1, 1, 3, 1), np.zeros(1, np.float32)])
-    logits.set_weights([np.array([[0.0, 200.0]], np.float32), np.array([0.0, -4.0], np.float32)])
-    return model
+    return left_half_red_model(SIZE)
 
 
 def _dataset(seed: int = 0) -> Dataset:

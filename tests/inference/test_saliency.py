@@ -35,6 +35,7 @@ from cellkit.inference.saving import save_model
 from cellkit.inference.temperature import with_temperature
 from cellkit.inference.tta import with_tta
 from cellkit.zoo import build_classifier, list_backbones
+from saliency_toys import left_half_red_model
 
 SIZE = 32
 HALF = SIZE // 2
@@ -42,22 +43,6 @@ HALF = SIZE // 2
 BLOB = (slice(12, 20), slice(4, 12))
 #: A second blob in the right half, which the model does not see.
 DISTRACTOR = (slice(4, 12), slice(22, 30))
-
-
-def left_half_red_model(size: int = SIZE) -> keras.Model:
-    """Class 1 ("red") when the left half of the image holds red pixels; the right half is never seen."""
-    inp = keras.Input((size, size, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255)(inp)
-    x = keras.layers.Cropping2D(((0, 0), (0, size // 2)))(x)
-    x = keras.layers.ZeroPadding2D(((0, 0), (0, size // 2)))(x)
-    redness = keras.layers.Conv2D(1, 1, activation="relu", name="redness")
-    x = keras.layers.AveragePooling2D(4)(redness(x))  # an 8x8 feature map, as a backbone's
-    logits = keras.layers.Dense(2, name="logits")
-    out = keras.layers.Activation("softmax", name="probabilities")(logits(keras.layers.GlobalAveragePooling2D()(x)))
-    model = keras.Model(inp, out, name="left_half_red")
-    redness.set_weights([np.array([1.0, -0.5, -0.5], np.float32).reshape(1, 1, 3, 1), np.zeros(1, np.float32)])
-    logits.set_weights([np.array([[0.0, 200.0]], np.float32), np.array([0.0, -4.0], np.float32)])
-    return model
 
 
 def red_images(n: int, *, distractor: bool = False, seed: int = 0) -> np.ndarray:
