@@ -58,11 +58,14 @@ RECIPES = {
     "robust": ("robust", 0, 45, 0.96, 0.90),
     "robust-seed1": ("robust", 1, 45, None, None),
     "robust-reinhard": ("robust", 0, 45, None, None),
+    "robust-severe": ("robust-severe", 0, 45, None, None),
+    "robust-severe-reinhard": ("robust-severe", 0, 45, None, None),
 }
 
 #: Recipe fields a row changes beyond its preset: the effect of one tool alone.
 RECIPE_CHANGES: dict[str, dict[str, object]] = {
     "robust-reinhard": {"normalize": "reinhard"},  # stain normalisation in front of the model
+    "robust-severe-reinhard": {"normalize": "reinhard"},
 }
 
 #: Test images per corruption x severity cell: a stratified subset of the test split (seed 0).
@@ -70,6 +73,10 @@ RECIPE_CHANGES: dict[str, dict[str, object]] = {
 #: would cost about 17 minutes of prediction per model on 2 CPU cores; 1,000 images keep the
 #: standard error of a cell near 1 point. Clean accuracy is also given on the whole test split.
 CORRUPTED_IMAGES = 1000
+
+#: Held-out corruptions added after the first rows were measured (issue 17). A row that has
+#: them also gives its mean without them, the figure comparable with the older rows.
+ADDED_LATER: tuple[str, ...] = ("opaque_blots",)
 
 _ROWS: dict[str, str] = {}
 _MEANS: dict[str, float] = {}
@@ -92,7 +99,9 @@ def report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> It
         "Compact ResNet from scratch on pbc96 (report split: stratified 72/8/20, seed 0). Held-out corruption "
         f"families (never simulated by training augmentation): {', '.join(EVALUATION_FAMILIES)}; severities "
         f"1-5, corruption seed 0, on {CORRUPTED_IMAGES} test images (a stratified subset of the test split, "
-        "seed 0) for every cell; the models predict with the test-time augmentation their preset saves.",
+        "seed 0) for every cell; the models predict with the test-time augmentation their preset saves. "
+        f"Rows measured before {', '.join(ADDED_LATER)} joined the held-out families average the others only; "
+        "a row that has it also gives its mean without it (in brackets), the figure to compare with them.",
         "",
         "| recipe | augmentation | budget min | epochs | training min | clean accuracy (test split) "
         "| clean (subset) | mean held-out accuracy "
@@ -118,10 +127,17 @@ def _row(name: str, result, rep, minutes: float, target: str) -> str:  # noqa: A
     return (
         f"| {name} | {result.recipe.augmentation}{mix} | {minutes:g} | {epochs} "
         f"| {result.info['training_seconds'] / 60:.1f} | {result.metrics['accuracy']:.4f} "
-        f"| {rep.clean_accuracy:.4f} | {rep.mean_corruption_accuracy:.4f} "
+        f"| {rep.clean_accuracy:.4f} | {rep.mean_corruption_accuracy:.4f}{_without_added_later(rep)} "
         f"| {100 * rep.relative_drop:.1f}% | {worst} ({rep.corruption_accuracy(worst):.3f}) "
         f"| {rep.severity_accuracy(5):.4f} | {target} |"
     )
+
+
+def _without_added_later(rep) -> str:  # noqa: ANN001
+    older = [c for c in rep.corruptions if c not in ADDED_LATER]
+    if len(older) == len(rep.corruptions):
+        return ""
+    return f" ({np.mean([rep.corruption_accuracy(c) for c in older]):.4f})"
 
 
 @pytest.mark.full
@@ -139,7 +155,8 @@ def test_recipe_robustness_on_held_out_corruptions(report, name, pbc96_path, tra
         target = f"clean >= {min_clean:.0%}, held-out >= {min_mean:.0%}"
     else:
         target = ("reference" if name == "compact" else
-                  f"effect of {RECIPE_CHANGES[name]} alone (seed {seed})" if name in RECIPE_CHANGES else
+                  f"effect of {RECIPE_CHANGES[name]} alone on {preset} (seed {seed})" if name in RECIPE_CHANGES else
+                  "issue 17: clean >= 96.5%, held-out >= 92%, third-party >= 90%" if preset == "robust-severe" else
                   f"spread of the training seed ({preset}, seed {seed})")
     _ROWS[name] = _row(name, result, rep, minutes, target)
     if min_clean is not None:
@@ -192,6 +209,9 @@ ADAPT_SEVERITY = 5
 
 _EXTERNAL_ROWS: dict[str, str] = {}
 _ADAPT_ROWS: dict[str, str] = {}
+#: The prior of the per-batch adaptation measured beside ``cellkit adapt`` (export's default).
+BATCH_PRIOR = 16
+_BATCH_ADAPT_ROWS: dict[str, str] = {}
 
 
 def _trained(name: str, pbc96_path: Path, trained_run):  # noqa: ANN001, ANN202
@@ -209,12 +229,26 @@ def _trained(name: str, pbc96_path: Path, trained_run):  # noqa: ANN001, ANN202
     return result, test.subset(cells)
 
 
+#: Where the ImageNet-C cells are kept, under the runs folder (``benchmarks/.runs`` in full
+#: mode): ``imagecorruptions`` costs about 30 minutes for the 1,000 images x 19 corruptions x 5
+#: severities (glass_blur alone 11), the same for every recipe, so only the first recipe pays it
+#: (or none: ``python benchmarks/probes/precompute_external.py`` fills it ahead of time).
+EXTERNAL_CACHE = "external-cache"
+
+
+@pytest.fixture(scope="module")
+def external_cache(runs_dir: Path) -> Path:
+    """The ``cache_dir`` of :mod:`cellkit.evaluate.external` (keyed by content: never stale)."""
+    return runs_dir / EXTERNAL_CACHE
+
+
 @pytest.fixture(scope="module")
 def external_report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> Iterator[None]:
     yield
     external = record_rows("robustness", "external", _EXTERNAL_ROWS)
     adapted = record_rows("robustness", "adaptation", _ADAPT_ROWS)
-    if not (external or adapted):
+    batch_adapted = record_rows("robustness", "batch-adaptation", _BATCH_ADAPT_ROWS)
+    if not (external or adapted or batch_adapted):
         return
     from cellkit.evaluate.external import EXTERNAL_CORRUPTIONS
 
@@ -247,17 +281,32 @@ def external_report(results_dir: Path, hardware: str, full_mode: bool, record_ro
         "|---|---|---:|---:|---:|",
         *adapted.values(),
         "",
+        f"## Adaptation on each batch it is given (`cellkit export --adapt-to-batch {BATCH_PRIOR}`)",
+        "",
+        "The same shifts and the same scored halves, with no adaptation step: the model's batch-norm layers "
+        f"blend their training statistics (weight {BATCH_PRIOR}) with the statistics of the batch being predicted "
+        "(weight its size: batches of 256 and 244 images here). This is what a submission exported with "
+        "`--adapt-to-batch` does on a hidden test set it sees only once. The scored images are predicted "
+        "shuffled (mixed classes in every batch), then in class order (pbc96's folders, read class by class: "
+        "each batch holds two or three classes, and its statistics are those of those classes).",
+        "",
+        "| recipe | shift | before | batch-adapted, mixed batches | change | class-sorted batches | change |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *batch_adapted.values(),
+        "",
     ]
     atomic_write_text(results_dir / "robustness_external.md", "\n".join(lines))
 
 
 @pytest.mark.full
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_recipe_on_external_corruptions(external_report, name, pbc96_path, trained_run, results_dir) -> None:
+def test_recipe_on_external_corruptions(
+    external_report, name, pbc96_path, trained_run, results_dir, external_cache
+) -> None:
     from cellkit.evaluate.external import evaluate_external_robustness
 
     result, subset = _trained(name, pbc96_path, trained_run)
-    rep = evaluate_external_robustness(result.model, subset, seed=0, quiet=False)
+    rep = evaluate_external_robustness(result.model, subset, seed=0, quiet=False, cache_dir=external_cache)
     rep.to_json(results_dir / f"robustness_external_{name}.json")
     rep.plot_heatmap(results_dir / f"robustness_external_{name}.png")
     worst = sorted(rep.corruptions, key=rep.corruption_accuracy)[:3]
@@ -269,39 +318,56 @@ def test_recipe_on_external_corruptions(external_report, name, pbc96_path, train
     assert 0.0 <= rep.mean_corruption_accuracy <= rep.clean_accuracy + 0.05
 
 
+def _change_row(name: str, shift: str, before: float, *after: float) -> str:
+    """``| name | shift | before | after | change |``, the last two repeated for each ``after``."""
+    return f"| {name} | {shift} | {before:.4f} | " + " | ".join(
+        f"{a:.4f} | {100 * (a - before):+.1f}" for a in after) + " |"
+
+
 @pytest.mark.full
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_adaptation_to_one_shift_at_a_time(external_report, name, pbc96_path, trained_run) -> None:
+def test_adaptation_to_one_shift_at_a_time(external_report, name, pbc96_path, trained_run, external_cache) -> None:
     from cellkit.adapt import adapt_model
     from cellkit.corrupt.suite import corrupt
     from cellkit.evaluate.external import EXTERNAL_CORRUPTIONS, external_corrupt
     from cellkit.evaluate.robustness import _as_predictor
+    from cellkit.inference import with_batch_adaptation
 
     result, subset = _trained(name, pbc96_path, trained_run)
     halves = stratified_split(subset.labels, val=0, test=0.5, seed=0)
     adapt_part, score_part = subset.subset(halves.train), subset.subset(halves.test)
 
-    def accuracy(model, images: np.ndarray) -> float:  # noqa: ANN001
-        return float(np.mean(np.argmax(_as_predictor(model, 256)(images), axis=1) == score_part.labels))
+    def accuracy(model, images: np.ndarray, order: np.ndarray | None = None) -> float:  # noqa: ANN001
+        order = np.arange(len(images)) if order is None else order
+        predicted = np.argmax(_as_predictor(model, 256)(images[order]), axis=1)
+        return float(np.mean(predicted == score_part.labels[order]))
+
+    # the scored half is in class order (pbc96's folders): per-batch adaptation sees it shuffled, as a
+    # server's mixed batches, and in that order, as a folder read class by class
+    shuffled = np.random.default_rng(0).permutation(len(score_part))
 
     shifts = {"clean": lambda x: x}
     for c in EXTERNAL_CORRUPTIONS:
         if c != "glass_blur":
-            shifts[f"{c} (ImageNet-C)"] = lambda x, c=c: external_corrupt(x, c, ADAPT_SEVERITY, seed=0)
+            shifts[f"{c} (ImageNet-C)"] = lambda x, c=c: external_corrupt(
+                x, c, ADAPT_SEVERITY, seed=0, cache_dir=external_cache
+            )
     for c in EVALUATION_FAMILIES:
         shifts[f"{c} (cellkit)"] = lambda x, c=c: corrupt(x, c, ADAPT_SEVERITY, seed=0)
-    before, after = [], []
+    batch_adapting = with_batch_adaptation(result.model, prior=BATCH_PRIOR)
+    before, after, mixed, sorted_ = [], [], [], []
     for shift, apply in shifts.items():
         target, scored = apply(adapt_part.images), apply(score_part.images)
         adapted, info = adapt_model(result.model, target, batch_size=64, seed=0)
         before.append(accuracy(result.model, scored))
         after.append(accuracy(adapted, scored))
-        _ADAPT_ROWS[f"{name}/{shift}"] = (
-            f"| {name} | {shift} | {before[-1]:.4f} | {after[-1]:.4f} | {100 * (after[-1] - before[-1]):+.1f} |"
-        )
+        mixed.append(accuracy(batch_adapting, scored, shuffled))
+        sorted_.append(accuracy(batch_adapting, scored))
+        _ADAPT_ROWS[f"{name}/{shift}"] = _change_row(name, shift, before[-1], after[-1])
+        _BATCH_ADAPT_ROWS[f"{name}/{shift}"] = _change_row(name, shift, before[-1], mixed[-1], sorted_[-1])
         del adapted
-    _ADAPT_ROWS[f"{name}/~mean"] = (
-        f"| {name} | **mean of the {len(shifts) - 1} shifts** | {np.mean(before[1:]):.4f} | {np.mean(after[1:]):.4f} "
-        f"| {100 * (np.mean(after[1:]) - np.mean(before[1:])):+.1f} |"
-    )
+    label = f"**mean of the {len(shifts) - 1} shifts**"
+    means = [float(np.mean(values[1:])) for values in (before, after, mixed, sorted_)]
+    _ADAPT_ROWS[f"{name}/~mean"] = _change_row(name, label, *means[:2])
+    _BATCH_ADAPT_ROWS[f"{name}/~mean"] = _change_row(name, label, means[0], *means[2:])
     assert after[0] >= before[0] - 0.03, "adapting on clean images of the training microscope must not hurt"
