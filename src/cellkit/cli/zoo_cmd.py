@@ -24,11 +24,8 @@ __all__ = ["print_recipes", "register", "run_backbones", "run_plugins", "run_rec
 
 def register(subparsers: Any) -> None:
     """Add the ``backbones``, ``recipes`` and ``plugins`` subcommands."""
-    p = subparsers.add_parser(
-        "backbones",
-        help="list the registered backbones",
-        description="List the backbones of the zoo (built-in and from installed cellkit-<name> plugins).",
-    )
+    p = _listing(subparsers, "backbones", run_backbones, "list the registered backbones",
+                 "List the backbones of the zoo (built-in and from installed cellkit-<name> plugins).")
     p.add_argument("--filter", metavar="PATTERN", help="glob on names, e.g. 'efficientnetv2_*'")
     p.add_argument("--family", help="only this family, e.g. convnext")
     p.add_argument(
@@ -37,28 +34,20 @@ def register(subparsers: Any) -> None:
         help="build each listed backbone (weights=None, default input) to count parameters the spec "
         "does not state (slow for large networks)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    add_quiet(p)
-    p.set_defaults(func=run_backbones)
+    _listing(subparsers, "recipes", run_recipes, "list the recipe presets (cellkit's and the plugins')",
+             "List the recipe presets that `cellkit train --recipe NAME` accepts: cellkit's own and those "
+             "installed plugins register, with their backbone, time limit and phases.")
+    _listing(subparsers, "plugins", run_plugins, "list the installed cellkit plugins",
+             "List the registered cellkit plugins and the hooks each implements.")
 
-    p = subparsers.add_parser(
-        "recipes",
-        help="list the recipe presets (cellkit's and the plugins')",
-        description="List the recipe presets that `cellkit train --recipe NAME` accepts: cellkit's own and "
-        "those installed plugins register, with their backbone, time limit and phases.",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    add_quiet(p)
-    p.set_defaults(func=run_recipes)
 
-    p = subparsers.add_parser(
-        "plugins",
-        help="list the installed cellkit plugins",
-        description="List the registered cellkit plugins and the hooks each implements.",
-    )
+def _listing(subparsers: Any, name: str, func: Any, help: str, description: str) -> argparse.ArgumentParser:  # noqa: A002
+    """A listing subcommand: ``--json`` (a JSON list instead of a table) and ``--quiet``."""
+    p = subparsers.add_parser(name, help=help, description=description)
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     add_quiet(p)
-    p.set_defaults(func=run_plugins)
+    p.set_defaults(func=func)
+    return p
 
 
 def run_backbones(args: argparse.Namespace) -> int:
