@@ -65,6 +65,14 @@ class PresetInfo:
     file: Any  # a Path, or an importlib.resources traversable of an installed plugin
     origin: str
 
+    def load(self) -> Recipe:
+        """The preset's :class:`~cellkit.train.Recipe`; a missing file is named with its origin."""
+        if not self.file.is_file():
+            raise RecipeError(f"recipe preset {self.name!r} of {self.origin} names a file that is not there: "
+                              f"{self.file} (reinstall the plugin). Received: recipe={self.name!r}")
+        with resources.as_file(self.file) as path:
+            return load_recipe(path)
+
 
 def _folder() -> Path:
     return Path(str(resources.files("cellkit.train.presets")))
@@ -129,12 +137,7 @@ def load_preset(name: str) -> Recipe:
             f"unknown recipe preset {name!r}{hint}; expected a preset name ({', '.join(names)}) "
             f"or a .toml/.json recipe file. Received: recipe={name!r}"
         )
-    info = catalog[name]
-    if not info.file.is_file():
-        raise RecipeError(f"recipe preset {name!r} of {info.origin} names a file that is not there: {info.file} "
-                          "(reinstall the plugin). Received: recipe={name!r}")
-    with resources.as_file(info.file) as path:
-        return load_recipe(path)
+    return catalog[name].load()
 
 
 def resolve_recipe(value: str | os.PathLike[str]) -> Recipe:
