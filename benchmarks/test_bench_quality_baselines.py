@@ -8,7 +8,10 @@ Each method scores every image with no labels; we report
   lower = issue, and the best of them: an upper bound that needs labels to pick),
 * precision / recall / F1 of each method's own default flags,
 * images/s of the scoring (CleanVision: its ``find_issues`` on the image files written once
-  beforehand; cellkit: ``score_samples`` on the in-memory array, fit timed separately).
+  beforehand; cellkit: ``score_samples`` on the in-memory array, fit timed separately),
+* end to end on the same PNG files: ``cellkit inspect FOLDER --report DIR`` (load, fit the
+  three detectors, score, write the report and montages) against CleanVision's
+  ``find_issues`` (load, its checks); the issue's target is a ratio of 3 or more.
 
 Perceptual hashes: imagededup's PHash needs torchvision, which has no wheel that works beside
 this machine's CPU torch, so the ImageHash package (the pHash that CleanVision itself uses,
@@ -34,6 +37,7 @@ import pytest
 
 import cellkit
 from cellkit._io import atomic_write_text
+from cellkit.cli import main as cli_main
 from cellkit.corrupt import corrupt_dataset
 from cellkit.evaluate.metrics import roc_auc
 from cellkit.quality import SuperpositionDetector, perceptual_hash
@@ -41,6 +45,10 @@ from cellkit.quality.duplicates import hamming_distance
 
 EVAL_SEED = 2024
 QUICK_N = 2000
+#: End to end, ``cellkit inspect`` must stay this many times faster than CleanVision's
+#: ``find_issues`` on all 14,528 images (measured 2.3x; the issue's target, 3x, is not met).
+#: Not checked in quick mode: on 2,000 images the fits' fixed cost makes cellkit the slower.
+INSPECT_SPEEDUP_FLOOR = 1.5
 
 
 def _prf(flag: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
@@ -92,6 +100,11 @@ def test_cellkit_beats_cleanvision_and_hashes(pbc96_path: Path, full_mode: bool,
         t = time.perf_counter()
         lab.find_issues(verbose=False)
         cv_speed = len(images) / (time.perf_counter() - t)
+    cv_seconds = len(images) / cv_speed
+    report_dir = tmp_path_factory.mktemp("inspect") / "report"
+    t = time.perf_counter()
+    assert cli_main(["inspect", str(folder), "--report", str(report_dir), "--quiet"]) == 0
+    inspect_seconds = time.perf_counter() - t
     table = lab.issues.sort_index()  # index: file paths, sorted = image order
     score_cols = [c for c in table.columns if c.endswith("_score")]
     aucs = {c: roc_auc(truth, -table[c].to_numpy(np.float64)) for c in score_cols}
@@ -136,8 +149,19 @@ def test_cellkit_beats_cleanvision_and_hashes(pbc96_path: Path, full_mode: bool,
     lines += ["", "CleanVision AUROC of each of its scores: "
               + ", ".join(f"{c} {a:.3f}" for c, a in sorted(aucs.items(), key=lambda kv: -kv[1])) + "."]
     lines += ["Hash rows: AUROC of the nearest-neighbour Hamming distance, taken in whichever direction is better."]
+    lines += ["", "End to end on the same PNG files (load, fit, score, report):", "",
+              "| command | seconds | images/s |", "|---|---:|---:|",
+              f"| `cellkit inspect FOLDER --report DIR` (superposition, colour filter, duplicates; montages) | "
+              f"{inspect_seconds:.1f} | {len(images) / inspect_seconds:,.0f} |",
+              f"| CleanVision `Imagelab(FOLDER).find_issues()` (its default checks) | {cv_seconds:.1f} | "
+              f"{cv_speed:,.0f} |",
+              "", f"cellkit is {cv_seconds / inspect_seconds:.1f}x faster end to end (the issue's target: 3x). "
+              "Where cellkit's time goes: `python -m pytest benchmarks/test_bench_quality.py --full`, "
+              "and `find_issues(n_jobs=...)` in `cellkit.quality.report`."]
     atomic_write_text(results_dir / "quality_baselines.md", "\n".join(lines) + "\n")
 
     assert ours_auc > aucs[best] and ours_auc > max(ih_auc, 1 - ih_auc)
     assert _prf(scores < detector.threshold_, truth)[2] > _prf(flags, truth)[2]
     assert speed > cv_speed
+    if full_mode:  # on 2,000 images the fits' fixed cost (drawing ~2,000 overlays) dominates
+        assert cv_seconds / inspect_seconds >= INSPECT_SPEEDUP_FLOOR

@@ -89,7 +89,7 @@ def test_features_are_invariant_to_flips_and_quarter_turns(sample: Dataset) -> N
     f = superposition_features(x)
     for k in range(1, 8):
         g = superposition_features(np.ascontiguousarray(dihedral(x, np.full(16, k))))
-        np.testing.assert_allclose(g, f, atol=1e-5)
+        np.testing.assert_allclose(g, f, atol=2e-5)  # float32 sums in another order (module docstring)
 
 
 def test_histogram_features_are_distributions(sample: Dataset) -> None:

@@ -150,6 +150,20 @@ def cartoon_overlays(n: int, size: Sequence[int] = (96, 96), rng: int | np.rando
     return draw_bank(_cartoon_one, n, size, rng)
 
 
+def import_drawing_libraries() -> None:
+    """Import what the families draw with (Matplotlib, Pillow, scikit-image's pictures) now.
+
+    They are imported lazily, at the first drawing. Code that draws overlays from several
+    threads at once calls this first, in one thread: two threads importing one package
+    at the same moment can see it half-initialised and fail.
+    """
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import PIL.ImageDraw  # noqa: F401
+    import PIL.ImageFont  # noqa: F401
+    import skimage.data  # noqa: F401
+
+
 @functools.cache
 def _font_files() -> tuple[str, ...]:
     import matplotlib

@@ -6,7 +6,8 @@ stacked as one tall image, scipy's FFT runs over the batch axis, and each histog
 single ``cv2.calcHist`` call whose second channel is the image index. Pixels within a
 kernel radius of an image border are given no image index, so neighbouring images of the
 stack never leak into each other's features and every feature is invariant to flips and
-quarter turns of square images.
+quarter turns of square images (to float32 rounding: the stain features' edge sums run in
+float32, in an order a flip changes).
 
 Why these features find superpositions (``(1 - a) * cell + a * overlay``):
 
@@ -259,9 +260,26 @@ def color_features(images: np.ndarray) -> np.ndarray:
 _OD_LUT = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)
 
 
-def _gram(samples: np.ndarray) -> np.ndarray:
-    """``(n, 3, 3)`` float64: ``samples[i].T @ samples[i]`` for ``(n, p, 3)`` samples (batched BLAS)."""
-    return np.matmul(samples.transpose(0, 2, 1), samples).astype(np.float64)
+#: The six distinct entries of a symmetric 3x3 matrix, in the order :func:`_second_moments` sums them.
+_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+
+def _second_moments(planes: np.ndarray, exact: bool = False) -> np.ndarray:
+    """``(n, 3, 3)`` float64: ``sum_p planes[i, c, p] * planes[i, d, p]`` for ``(n, 3, p)`` float32 planes.
+
+    Six row-wise sums of products over contiguous rows: twice as fast as a batched
+    ``(3, p) @ (p, 3)`` matmul, which BLAS runs one tiny product at a time. ``exact``: the
+    products summed in float64 (the order of the pixels, which a flip changes, then does not
+    matter); else ``np.vecdot`` in float32 (about 1e-6 of the sum).
+    """
+    if exact:
+        sums = [np.multiply(planes[:, c], planes[:, d]).sum(axis=1, dtype=np.float64) for c, d in _PAIRS]
+    else:
+        sums = [np.vecdot(planes[:, c], planes[:, d]).astype(np.float64) for c, d in _PAIRS]
+    m = np.empty((planes.shape[0], 3, 3), np.float64)
+    for k, (c, d) in enumerate(_PAIRS):
+        m[:, c, d] = m[:, d, c] = sums[k]
+    return m
 
 
 def _eigen_fractions(m: np.ndarray) -> np.ndarray:
@@ -272,13 +290,15 @@ def _eigen_fractions(m: np.ndarray) -> np.ndarray:
 
 def _stain_chunk(images: np.ndarray) -> np.ndarray:
     n, h, w, _ = images.shape
-    od = cv2.LUT(np.ascontiguousarray(images).reshape(n * h, w, 3), _OD_LUT).reshape(n, h, w, 3)
-    flat = od.reshape(n, h * w, 3)
-    mean = np.matmul(flat.transpose(0, 2, 1), np.full(h * w, 1.0 / (h * w), np.float32))  # (n, 3), BLAS
-    pixels = _gram((flat - mean[:, None, :]).astype(np.float64))  # centred, summed in float64: exact to 1e-9
-    gx = np.subtract(od[:, :, 1:], od[:, :, :-1]).reshape(n, -1, 3)
-    gy = np.subtract(od[:, 1:], od[:, :-1]).reshape(n, -1, 3)
-    edges = _gram(gx) + _gram(gy)
+    # Channel planes (n, 3, h, w) of optical density: every sum below runs over contiguous rows.
+    planes = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)).reshape(n * 3 * h, w)
+    od = cv2.LUT(planes, _OD_LUT).reshape(n, 3, h, w)
+    flat = od.reshape(n, 3, h * w)
+    centred = flat - flat.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
+    pixels = _second_moments(centred, exact=True)  # its smallest eigenvalue is a small difference
+    gx = np.subtract(od[..., 1:], od[..., :-1]).reshape(n, 3, -1)
+    gy = np.subtract(od[:, :, 1:], od[:, :, :-1]).reshape(n, 3, -1)
+    edges = _second_moments(gx) + _second_moments(gy)
     f = np.concatenate([_eigen_fractions(pixels), _eigen_fractions(edges)], axis=1)
     return np.concatenate([f, np.log10(f + np.float32(1e-4))], axis=1)
 
