@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "ColorFilterDetector": "cellkit.quality",
     "duplicate_groups": "cellkit.quality",
     "perceptual_hash": "cellkit.quality",
+    "find_label_issues": "cellkit.quality",
     "corrupt_dataset": "cellkit.corrupt",
     # model zoo
     "BackboneSpec": "cellkit.zoo",
@@ -56,6 +57,8 @@ _LAZY: dict[str, str] = {
     "load_preset": "cellkit.train",
     "list_presets": "cellkit.train",
     "train": "cellkit.train",
+    "train_folds": "cellkit.train",
+    "load_folds": "cellkit.train",
     "load_run": "cellkit.train",
     "TrainResult": "cellkit.train",
     "TrainingInterrupted": "cellkit.train",

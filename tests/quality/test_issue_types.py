@@ -63,7 +63,9 @@ def small(sample) -> Dataset:
 
 
 def test_builtin_types_in_report_order():
-    assert registry.issue_type_names() == ISSUE_TYPES == ("superposition", "color_filter", "duplicates")
+    assert registry.issue_type_names() == (*ISSUE_TYPES, "label")
+    assert ISSUE_TYPES == registry.default_issue_types() == ("superposition", "color_filter", "duplicates")
+    assert get_issue_type("label").needs and not get_issue_type("label").removed_by_default
     assert all(isinstance(get_issue_type(k), IssueType) for k in ISSUE_TYPES)
     assert get_issue_type("color_filter").removed_by_default
 

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inspect",
         help=f"class counts, image statistics and data issues ({', '.join(issue_type_names())})",
-        description="Find images superposed with another picture, colour-filtered images and near-duplicates. "
-        "No labels are needed; the input is never modified.",
+        description="Find images superposed with another picture, colour-filtered images and near-duplicates "
+        "(no labels needed), and likely label errors (--labels-from). The input is never modified.",
     )
     add_data_arguments(p)
     p.add_argument(
@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is replaced whole, a folder holding other files is refused"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
+    p.add_argument(
+        "--labels-from", type=Path, metavar="CV_DIR",
+        help="also find likely label errors (issue type 'label': confident learning, needs cleanlab) from the "
+        "out-of-fold probabilities of `cellkit train PATH --folds K --out CV_DIR` on these images",
+    )
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -74,6 +79,14 @@ def run(args: argparse.Namespace) -> int:
                               argument="--report", kind="inspect report")
     dataset = load_dataset(args)
     check_inputs(dataset)
+    label_probabilities = None
+    if args.labels_from is not None:
+        from cellkit.cli import require_labels
+        from cellkit.quality.labels import probabilities_for
+        from cellkit.train.cross_validation import load_folds
+
+        require_labels(dataset, "inspect --labels-from")
+        label_probabilities = probabilities_for(dataset.ids, load_folds(args.labels_from), source=args.labels_from)
     stats = image_statistics(dataset)
     counts = dataset.class_counts()
     print(f"{dataset.source}: {len(dataset)} images {stats['height']}x{stats['width']} RGB", end="")
@@ -83,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         for name, count in counts.items():
             print(f"  {name:<{width}}  {count:6d}  ({100 * count / max(1, len(dataset)):.1f}%)")
     print(f"  channel mean (RGB) {stats['channel_mean_rgb']}, std {stats['channel_std_rgb']}")
-    report = find_issues(dataset, random_state=args.seed, quiet=args.quiet)
+    report = find_issues(dataset, random_state=args.seed, quiet=args.quiet, label_probabilities=label_probabilities)
     print(report)
     if folder is not None:
         with folder.build() as work:

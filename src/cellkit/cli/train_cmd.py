@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="wall-clock budget for training: no epoch starts that would end past it (default: the recipe's "
         "time_limit, if any)",
     )
+    p.add_argument(
+        "--folds", type=int, metavar="K",
+        help="K-fold cross-validation: train K runs into RUN_DIR/fold-1..K, each tested on its fold; writes "
+        "cv.json (mean +- std), oof.npz (out-of-fold probabilities, for `cellkit inspect --labels-from`) and "
+        "ensemble.keras (the K models averaged); near-duplicates stay within one fold",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing RUN_DIR")
     add_quiet(p)
     p.set_defaults(func=run)
@@ -118,11 +124,17 @@ def run(args: argparse.Namespace) -> int:
         raise CellkitError(f"train: --time-limit must be positive minutes. Received: {args.time_limit}")
     from cellkit._outputs import check_not_input, check_writable_parent
 
+    if args.folds is not None and (args.folds < 2 or args.split_file):
+        raise CellkitError(f"train: --folds must be an integer >= 2 and cannot be combined with --split-file "
+                           f"(each fold is a test part). Received: --folds {args.folds}"
+                           f"{' --split-file ' + args.split_file if args.split_file else ''}")
     recipe = build_recipe(args)
     check_not_input(args.out, [args.path, args.split_file])
     check_writable_parent(args.out)
     dataset = load_dataset(args)
     require_labels(dataset, "train")
+    if args.folds is not None:
+        return _cross_validate(args, dataset, recipe)
     split = None
     if args.split_file:
         from cellkit.data.split import Split
@@ -144,4 +156,19 @@ def run(args: argparse.Namespace) -> int:
         plain = f" ({m['without_tta']['accuracy']:.4f} without tta={m['tta']})" if "without_tta" in m else ""
         print(f"{m['subset']} accuracy {m['accuracy']:.4f}{plain}, F1 (weighted) {m['f1_weighted']:.4f}, "
               f"best epoch {result.best_epoch} -> {result.run_dir}")
+    return EXIT_OK
+
+
+def _cross_validate(args: argparse.Namespace, dataset, recipe) -> int:  # noqa: ANN001
+    from cellkit.train import TrainingInterrupted
+    from cellkit.train.cross_validation import train_folds
+
+    try:
+        cv = train_folds(dataset, recipe, args.out, folds=args.folds, overwrite=args.overwrite, quiet=args.quiet,
+                         time_limit=None if args.time_limit is None else args.time_limit * 60)
+    except TrainingInterrupted as exc:
+        print(f"cellkit train: interrupted in {exc.result.run_dir}; no cv.json, oof.npz or ensemble.keras written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{cv} -> {cv.out}")
     return EXIT_OK

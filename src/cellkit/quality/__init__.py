@@ -10,7 +10,7 @@ Example:
     >>> import cellkit
     >>> from cellkit.quality import find_issues, issue_type_names
     >>> issue_type_names()
-    ('superposition', 'color_filter', 'duplicates')
+    ('superposition', 'color_filter', 'duplicates', 'label')
     >>> report = find_issues(cellkit.load("sample"), issues="duplicates", quiet=True)
     >>> report.summary()["issues"]
     {'duplicates': 0}
@@ -36,6 +36,9 @@ _LAZY: dict[str, str] = {
     "get_issue_type": "cellkit.quality.issue_types",
     "issue_type_names": "cellkit.quality.issue_types",
     "register_issue_type": "cellkit.quality.issue_types",
+    "default_issue_types": "cellkit.quality.issue_types",
+    "LabelIssues": "cellkit.quality.labels",
+    "find_label_issues": "cellkit.quality.labels",
     "make_montage": "cellkit.quality.montage",
     "save_montage": "cellkit.quality.montage",
     "ISSUE_TYPES": "cellkit.quality.report",

@@ -47,12 +47,14 @@ class IssueType:
 
     Class attributes: ``name`` (the issue type's name in reports, ``--remove`` and file
     names), ``description`` (one line), ``removed_by_default`` (whether ``cellkit clean``
-    removes it without ``--remove``).
+    removes it without ``--remove``), ``needs`` (the :attr:`CheckContext.options` it cannot
+    check without: ``find_issues`` checks it by default only when they are given).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     removed_by_default: ClassVar[bool] = True
+    needs: ClassVar[tuple[str, ...]] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -61,6 +63,11 @@ class IssueType:
 
     def check_input(self, dataset: Dataset) -> None:
         """:class:`~cellkit.errors.DataError` if the images cannot be checked (default: any can)."""
+
+    def prepare(self, context: CheckContext) -> None:
+        """Run in the calling thread before :meth:`check`, which may run in another thread:
+        import what the check imports (two threads importing one package at once can see it
+        half-initialised) and fill in ``context`` (default: nothing)."""
 
     def check(self, images: np.ndarray, context: CheckContext) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Check ``images``: the columns to add to the report and the parameters to record."""
@@ -124,6 +131,10 @@ class ScoredIssue(IssueType):
                 f"{max(MIN_SIZE, w + -w % 8)} to resize them)",
                 path=dataset.source,
             )
+
+    def prepare(self, context: CheckContext) -> None:
+        if self.name not in context.detectors:  # the detector's modules imported here
+            context.detectors[self.name] = self.default_detector(context)
 
     def check(self, images: np.ndarray, context: CheckContext) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         det = context.detectors.get(self.name)

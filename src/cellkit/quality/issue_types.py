@@ -23,13 +23,13 @@ and :class:`ScoredIssue`, and :class:`CheckContext`, are defined in
 Example:
     >>> from cellkit.quality.issue_types import get_issue_type, issue_type_names
     >>> issue_type_names()
-    ('superposition', 'color_filter', 'duplicates')
+    ('superposition', 'color_filter', 'duplicates', 'label')
     >>> get_issue_type("color_filter").columns
     ('color_filter_score', 'is_color_filter_issue')
     >>> get_issue_type("blur")
     Traceback (most recent call last):
     ...
-    ValueError: `name` must be a registered issue type, one of ('superposition', 'color_filter', 'duplicates'). Received: name='blur'
+    ValueError: `name` must be a registered issue type, one of ('superposition', 'color_filter', 'duplicates', 'label'). Received: name='blur'
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import numpy as np
 from cellkit.data.dataset import Dataset
 from cellkit.errors import DataError
 from cellkit.quality._issue_base import MIN_DETECTOR_IMAGES, CheckContext, IssueType, ScoredIssue
+from cellkit.quality.labels import LabelIssue
 
 if TYPE_CHECKING:  # pragma: no cover
     from cellkit.quality.report import IssueReport
@@ -215,5 +216,16 @@ def check_inputs(dataset: Dataset, issues: tuple[str, ...] | None = None) -> Non
         get_issue_type(name).check_input(dataset)
 
 
-for _builtin in (SuperpositionIssue, ColorFilterIssue, DuplicatesIssue):
+def default_issue_types(options: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The issue types checked when none are named: those whose ``needs`` are all in ``options``.
+
+    Example:
+        >>> default_issue_types()
+        ('superposition', 'color_filter', 'duplicates')
+    """
+    given = set(options or {})
+    return tuple(k for k in issue_type_names() if set(get_issue_type(k).needs) <= given)
+
+
+for _builtin in (SuperpositionIssue, ColorFilterIssue, DuplicatesIssue, LabelIssue):
     register_issue_type(_builtin)

@@ -25,6 +25,7 @@ from cellkit.evaluate.report import evaluate_model, format_metrics, metrics_from
 from cellkit.inference.predict import predict_proba
 from cellkit.inference.saving import load_model, save_model
 from cellkit.train.callbacks import BestCheckpoint, HistoryRecorder
+from cellkit.train.cross_validation import CrossValidation, load_folds, train_folds
 from cellkit.train.devices import distribution_scope, gpu_available, precision_policy
 from cellkit.train.optim import balanced_class_weights, make_optimizer, make_schedule
 from cellkit.train.phases import PhaseResult, build_training_model, fit_phase
@@ -38,6 +39,7 @@ from cellkit.train.runner import TrainingInterrupted, load_run, train
 __all__ = [
     "ArrayBatches",
     "BestCheckpoint",
+    "CrossValidation",
     "HistoryRecorder",
     "Phase",
     "PhaseResult",
@@ -55,6 +57,7 @@ __all__ = [
     "gpu_available",
     "list_presets",
     "load_model",
+    "load_folds",
     "load_preset",
     "load_run",
     "load_recipe",
@@ -68,6 +71,7 @@ __all__ = [
     "save_model",
     "save_recipe",
     "train",
+    "train_folds",
 ]
 
 
