@@ -37,6 +37,7 @@ from cellkit.zoo import (
     weights_available,
 )
 from cellkit.zoo.builtin import applications
+from cellkit.zoo.fine_tune import TOLERANCE
 from cellkit.zoo.preprocessing import preprocessing_layers
 
 SIMPLE = ["baseline", "network2", "network3", "network4"]
@@ -473,20 +474,18 @@ def test_fine_tune_unfreezes_the_top_fraction_from_the_output_side(fraction):
     freeze_backbone(model)
     report = fine_tune(model, fraction)
     assert report.requested_fraction == fraction
-    assert report.achieved_fraction >= fraction
+    assert abs(report.achieved_fraction - fraction) <= TOLERANCE * fraction  # within 25% of the request
     assert report.unfrozen_parameters == _backbone_trainable(model)
     assert report.achieved_fraction == pytest.approx(report.unfrozen_parameters / report.total_parameters)
-    # the unfrozen layers are the last weighted non-BN layers, in order from the output side
-    weighted = [
-        layer
-        for layer in get_backbone_layer(model).layers
+    # the unfrozen layers come from the output side, in order (not always contiguous)
+    names = [
+        layer.name
+        for layer in reversed(get_backbone_layer(model).layers)
         if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
     ]
-    expected = [layer.name for layer in reversed(weighted)][: len(report.unfrozen_layers)]
-    assert list(report.unfrozen_layers) == expected
-    # minimal: without the last unfrozen layer the target would not be reached
-    last = get_backbone_layer(model).get_layer(report.unfrozen_layers[-1])
-    assert report.unfrozen_parameters - last.count_params() < fraction * report.total_parameters
+    assert list(report.unfrozen_layers) == sorted(report.unfrozen_layers, key=names.index)
+    if fraction == 0.01:  # no layer set of compact_resnet is within 25% of 1%: the nearest single layer
+        assert report.unfrozen_layers == ("stage1_block1_1_conv",)
     # batch norm stays frozen everywhere
     assert all(
         not layer.trainable
@@ -494,6 +493,15 @@ def test_fine_tune_unfreezes_the_top_fraction_from_the_output_side(fraction):
         if isinstance(layer, keras.layers.BatchNormalization)
     )
     assert str(report).startswith(f"unfroze {len(report.unfrozen_layers)} backbone layers")
+
+
+def test_fine_tune_passes_over_layers_too_large_for_the_share():
+    model = build_classifier("compact_resnet")
+    total = fine_tune(model, 1.0).total_parameters
+    # the top conv (589,824) is too large for 327,680: passed over, the two layers below it fill the share
+    report = fine_tune(model, (32768 + 294912) / total)
+    assert report.unfrozen_layers == ("stage3_block1_shortcut_conv", "stage3_block1_1_conv")
+    assert report.achieved_fraction == pytest.approx((32768 + 294912) / total)
 
 
 def test_fine_tune_everything_but_batch_norm():
@@ -546,11 +554,25 @@ def test_fine_tune_needs_a_zoo_classifier():
         fine_tune(model, 0.1)
 
 
+#: The report's small CNNs: a few layers, one of them most of the parameters, so no set of
+#: whole layers comes within 25% of 1% or 10% (they get x4.6 and x0.46).
+FEW_LAYERS = ("baseline", "network2", "network3", "network4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in list_backbones() if n not in FEW_LAYERS])
+def test_fine_tune_is_within_tolerance_for_every_zoo_backbone(name):
+    model = build_classifier(name)
+    for fraction in (0.01, 0.1, 0.3):
+        achieved = fine_tune(model, fraction).achieved_fraction
+        assert abs(achieved - fraction) <= TOLERANCE * fraction, (name, fraction, achieved)
+
+
 @pytest.mark.slow
 def test_fine_tune_descends_into_nested_application_models():
     model = build_classifier("efficientnetv2_b0")
     report = fine_tune(model, 0.1)
-    assert 0.1 <= report.achieved_fraction < 0.2
+    assert abs(report.achieved_fraction - 0.1) <= TOLERANCE * 0.1
     assert report.frozen_batch_norm  # EfficientNet's top batch norm is passed over
     assert report.unfrozen_parameters == _backbone_trainable(model)
 
