@@ -60,12 +60,14 @@ RECIPES = {
     "robust-reinhard": ("robust", 0, 45, None, None),
     "robust-severe": ("robust-severe", 0, 45, None, None),
     "robust-severe-reinhard": ("robust-severe", 0, 45, None, None),
+    "robust-extreme": ("robust-severe", 0, 45, None, None),
 }
 
 #: Recipe fields a row changes beyond its preset: the effect of one tool alone.
 RECIPE_CHANGES: dict[str, dict[str, object]] = {
     "robust-reinhard": {"normalize": "reinhard"},  # stain normalisation in front of the model
     "robust-severe-reinhard": {"normalize": "reinhard"},
+    "robust-extreme": {"augmentation": "extreme"},  # severe plus faded images (contrast to 0.05, grey)
 }
 
 #: Test images per corruption x severity cell: a stratified subset of the test split (seed 0).

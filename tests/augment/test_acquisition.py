@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from cellkit.augment import describe_policy
-from cellkit.augment.acquisition import RandomBlots, RandomExposure, RandomSensorNoise
+from cellkit.augment.acquisition import RandomBlots, RandomExposure, RandomFading, RandomSensorNoise
 
 
 def _np(x) -> np.ndarray:  # noqa: ANN001
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-LAYERS = [RandomSensorNoise(seed=0), RandomExposure(seed=0), RandomBlots(seed=0)]
+LAYERS = [RandomSensorNoise(seed=0), RandomExposure(seed=0), RandomBlots(seed=0), RandomFading(seed=0)]
 
 
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: type(layer).__name__)
@@ -87,3 +87,32 @@ def test_severe_policy_saves_and_loads_in_safe_mode(tmp_path: Path) -> None:
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert next(lyr for lyr in loaded.layers if isinstance(lyr, Augmentation)).policy == "severe"
+
+
+def test_fading_only_takes_contrast_and_colour_away() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 255, (200, 16, 16, 3)).astype("float32")
+    y = _np(RandomFading(min_contrast=0.05, min_saturation=0.0, seed=5)(x, training=True))
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), x.mean(axis=(1, 2, 3)), atol=1e-2)  # brightness kept
+    ratio = y.std(axis=(1, 2, 3)) / x.std(axis=(1, 2, 3))
+    assert ratio.max() <= 1.0 + 1e-4 and ratio.min() < 0.08  # down to a faint shadow
+    assert 0.35 < np.mean(ratio < np.sqrt(0.05)) < 0.65  # contrast log-uniform: half below the geometric middle
+    grey = _np(RandomFading(min_contrast=1.0, min_saturation=0.0, seed=6)(x, training=True))
+    spread = np.ptp(grey, axis=-1).mean(axis=(1, 2)) / np.ptp(x, axis=-1).mean(axis=(1, 2))
+    assert spread.min() < 0.05 and spread.max() <= 1.0 + 1e-4  # saturation down to grey, never up
+    with pytest.raises(ValueError, match="min_contrast"):
+        RandomFading(min_contrast=0.0)
+
+
+def test_extreme_policy_is_severe_plus_fading() -> None:
+    severe = [op["op"] for op in describe_policy("severe")]
+    extreme = {op["op"]: op for op in describe_policy("extreme")}
+    assert set(extreme) == set(severe) | {"RandomFading"}
+    assert extreme["RandomFading"]["min_contrast"] <= 0.05 and extreme["RandomFading"]["min_saturation"] == 0.0
+
+
+def test_recipes_accept_every_policy() -> None:
+    from cellkit.augment.policies import POLICIES
+    from cellkit.train.recipe import AUGMENTATION_POLICIES
+
+    assert tuple(POLICIES) == AUGMENTATION_POLICIES

@@ -53,7 +53,7 @@ def _np(x) -> np.ndarray:  # noqa: ANN001
 
 
 def test_policies_only_simulate_augmentation_families() -> None:
-    assert set(POLICIES) == {"none", "light", "strong", "severe"}
+    assert set(POLICIES) == {"none", "light", "strong", "severe", "extreme"}
     for policy, families in POLICY_FAMILIES.items():
         for fam in families:
             assert fam in FAMILIES, fam
@@ -63,6 +63,7 @@ def test_policies_only_simulate_augmentation_families() -> None:
     assert set(POLICY_FAMILIES["light"]) == {"geometric", "contrast", "brightness", "colour"}
     assert {"gaussian_blur", "noise", "colour", "occlusion"} <= set(POLICY_FAMILIES["strong"])
     assert set(POLICY_FAMILIES["severe"]) == set(POLICY_FAMILIES["strong"])  # wider, not other kinds
+    assert set(POLICY_FAMILIES["extreme"]) == set(POLICY_FAMILIES["severe"])
 
 
 def test_describe_policy_lists_every_op_with_its_magnitudes(monkeypatch: pytest.MonkeyPatch) -> None:

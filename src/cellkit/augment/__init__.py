@@ -20,6 +20,7 @@ from cellkit.augment.acquisition import (
     RandomBlots,
     RandomErasing,
     RandomExposure,
+    RandomFading,
     RandomGaussianNoise,
     RandomSensorNoise,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "RandomChromaBlur",
     "RandomErasing",
     "RandomExposure",
+    "RandomFading",
     "RandomGaussianNoise",
     "RandomHueSaturation",
     "RandomRot90",

@@ -5,6 +5,9 @@
   in a random mix, with a log-uniform level up to low-light levels.
 * :class:`RandomExposure`: a slide imaged too dark or too bright: a log-uniform gain with
   saturation at 255, then a gamma.
+* :class:`RandomFading`: a washed-out or faded image: contrast pulled towards the image's
+  mean colour by a log-uniform factor down to ``min_contrast``, then saturation pulled
+  towards grey down to ``min_saturation`` (an over-bright lamp, a faded stain).
 * :class:`RandomErasing`: one rectangle per image replaced by uniform noise (random erasing,
   the training-time form of the ``random_erasing`` corruption of ``cellkit.corrupt.occlusion``).
 * :class:`RandomBlots`: one to three dark, opaque, hard-edged ellipses over the middle of
@@ -33,7 +36,7 @@ from keras import ops
 
 from cellkit.augment._base import _batch_size, _check_range, _RandomLayer
 
-__all__ = ["RandomBlots", "RandomErasing", "RandomExposure", "RandomGaussianNoise", "RandomSensorNoise"]
+__all__ = ["RandomBlots", "RandomErasing", "RandomExposure", "RandomFading", "RandomGaussianNoise", "RandomSensorNoise"]
 
 
 def _log_uniform(shape: tuple, low: float, high: float, seed_generator) -> Any:  # noqa: ANN001
@@ -162,6 +165,44 @@ class RandomExposure(_RandomLayer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "min_gain": self.min_gain, "max_gain": self.max_gain,
                 "max_gamma": self.max_gamma}
+
+
+@keras.saving.register_keras_serializable(package="cellkit")
+class RandomFading(_RandomLayer):
+    """A washed-out or faded image: lower contrast, then lower saturation, per image.
+
+    ``x = m + c * (x - m)`` with ``m`` the image's mean colour and ``c`` log-uniform in
+    ``[min_contrast, 1]`` (0.05: a field washed out by a lamp far too bright, the cell a
+    faint shadow); then ``x = g + s * (x - g)`` with ``g`` each pixel's grey level (the
+    mean of its channels) and ``s`` uniform in ``[min_saturation, 1]`` (0: a stain faded to
+    grey). Both only ever take contrast and colour away.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+        >>> y = np.asarray(RandomFading(min_contrast=0.1, seed=0)(x, training=True))
+        >>> bool((y.std(axis=(1, 2, 3)) <= x.std(axis=(1, 2, 3)) + 1e-3).all())
+        True
+    """
+
+    def __init__(self, min_contrast: float = 0.05, min_saturation: float = 0.0,
+                 seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.min_contrast = _check_range("min_contrast", min_contrast, 0.001, 1.0)
+        self.min_saturation = _check_range("min_saturation", min_saturation, 0.0, 1.0)
+
+    def augment(self, images):  # noqa: ANN001, ANN201
+        n = _batch_size(images)
+        x = ops.cast(images, "float32")
+        contrast = _log_uniform((n, 1, 1, 1), self.min_contrast, 1.0, self.seed_generator)
+        saturation = keras.random.uniform((n, 1, 1, 1), self.min_saturation, 1.0, seed=self.seed_generator)
+        mean = ops.mean(x, axis=(1, 2), keepdims=True)
+        x = mean + contrast * (x - mean)
+        grey = ops.mean(x, axis=-1, keepdims=True)
+        return ops.cast(grey + saturation * (x - grey), images.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "min_contrast": self.min_contrast, "min_saturation": self.min_saturation}
 
 
 @keras.saving.register_keras_serializable(package="cellkit")

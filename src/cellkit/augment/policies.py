@@ -1,4 +1,4 @@
-"""Augmentation policies as one serializable Keras layer: ``"none"``, ``"light"``, ``"strong"``, ``"severe"``.
+"""Augmentation policies as one serializable Keras layer: ``"none"``, ``"light"``, ``"strong"``, ``"severe"``, ``"extreme"``.
 
 ``light`` is the seed report's augmentation: flips, 90-degree and small rotations,
 translation, zoom, contrast and brightness, plus a mild colour jitter (saturation, hue).
@@ -18,6 +18,9 @@ exposure gain 0.3-1.6 with a gamma, hue up to 54 degrees, Gaussian blur to sigma
 shot-and-read sensor noise to 64 grey levels
 (:class:`~cellkit.augment.acquisition.RandomSensorNoise`), and dark opaque ellipses over
 the cell (:class:`~cellkit.augment.acquisition.RandomBlots`) beside random erasing.
+
+``extreme`` is ``severe`` plus the faded extremes: on 30% of the images, contrast pulled down
+to as little as 0.05 and saturation down to grey (:class:`~cellkit.augment.acquisition.RandomFading`).
 
 All simulate only the corruption families of
 :data:`cellkit.corrupt.suite.AUGMENTATION_FAMILIES`; :data:`POLICY_FAMILIES` records
@@ -55,6 +58,7 @@ from cellkit.augment.acquisition import (
     RandomBlots,
     RandomErasing,
     RandomExposure,
+    RandomFading,
     RandomGaussianNoise,
     RandomSensorNoise,
 )
@@ -140,9 +144,19 @@ _SEVERE: list[tuple[str, _Factory]] = [
     ("colour", _maybe(0.7, lambda s: RandomChromaBlur(0.5, 6.0, seed=s))),
 ]
 
+# severe, plus the faded extremes: contrast down to 0.05 (a washed-out field) and saturation down
+# to grey (a faded stain) on 30% of the images, before the noise (issue 17: no policy reached
+# below contrast 0.5 or saturation 0.4, and a model trained with severe answered one class for
+# every image of very low contrast).
+_EXTREME: list[tuple[str, _Factory]] = [
+    *_SEVERE[:10],
+    ("contrast", _maybe(0.3, lambda s: RandomFading(0.05, 0.0, seed=s))),
+    *_SEVERE[10:],
+]
+
 #: Policy name -> ``(corruption family, layer factory)`` for each op, in order.
 POLICIES: dict[str, list[tuple[str, _Factory]]] = {
-    "none": [], "light": _LIGHT, "strong": _STRONG, "severe": _SEVERE,
+    "none": [], "light": _LIGHT, "strong": _STRONG, "severe": _SEVERE, "extreme": _EXTREME,
 }
 
 #: Corruption families (:data:`cellkit.corrupt.suite.FAMILIES`) each policy simulates.

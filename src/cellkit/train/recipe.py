@@ -83,8 +83,8 @@ SCHEDULES: tuple[str, ...] = ("cosine", "exponential", "constant")
 #: What a phase trains: the head on a frozen backbone, the top fraction of the backbone
 #: plus the head, or every layer.
 TRAINABLE: tuple[str, ...] = ("head", "fine_tune", "all")
-#: Augmentation policies of :func:`cellkit.augment.augmentation_layer`.
-AUGMENTATION_POLICIES: tuple[str, ...] = ("none", "light", "strong", "severe")
+#: Augmentation policies of :func:`cellkit.augment.augmentation_layer` (a test checks both lists agree).
+AUGMENTATION_POLICIES: tuple[str, ...] = ("none", "light", "strong", "severe", "extreme")
 #: Batch mixing of :func:`cellkit.augment.mix_batch` (``"none"``: no mixing).
 MIX_METHODS: tuple[str, ...] = ("none", "cutmix", "mixup")
 MODES: tuple[str, ...] = ("auto", "transfer", "scratch")
