@@ -167,7 +167,7 @@ def _cross_validate(args: argparse.Namespace, dataset, recipe) -> int:  # noqa: 
         cv = train_folds(dataset, recipe, args.out, folds=args.folds, overwrite=args.overwrite, quiet=args.quiet,
                          time_limit=None if args.time_limit is None else args.time_limit * 60)
     except TrainingInterrupted as exc:
-        print(f"cellkit train: interrupted in {exc.result.run_dir}; no cv.json, oof.npz or ensemble.keras written",
+        print(f"cellkit train: interrupted in {exc.result.run_dir}; no cv.json written (the folder is incomplete)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"{cv} -> {cv.out}")
