@@ -64,7 +64,18 @@ __all__ = [
 MIN_DUPLICATE_SIZE = 8
 
 
-class SuperpositionIssue(ScoredIssue):
+class _OverlayTrainedIssue(ScoredIssue):
+    """A scored issue whose default detector trains on synthetic superpositions: its fit draws
+    overlays, so :meth:`prepare` also imports what they are drawn with."""
+
+    def prepare(self, context: CheckContext) -> None:
+        from cellkit.corrupt.overlay_families import import_drawing_libraries
+
+        super().prepare(context)
+        import_drawing_libraries()
+
+
+class SuperpositionIssue(_OverlayTrainedIssue):
     name = "superposition"
     description = "a second image superposed on the cell"
 
@@ -74,7 +85,7 @@ class SuperpositionIssue(ScoredIssue):
         return SuperpositionDetector(batch_size=context.batch_size, random_state=context.random_state)
 
 
-class ColorFilterIssue(ScoredIssue):
+class ColorFilterIssue(_OverlayTrainedIssue):
     name = "color_filter"
     description = "a colour filter or cast (strength: how far from the dataset's own colours)"
 

@@ -51,8 +51,9 @@ from cellkit.quality.issue_types import CheckContext, default_issue_types, get_i
 
 __all__ = ["ISSUE_TYPES", "IssueReport", "find_issues"]
 
-#: The built-in issue types, in report order (:func:`~cellkit.quality.issue_types.issue_type_names`
-#: lists every registered one).
+#: The issue types checked by default, in report order (those that need nothing beyond the
+#: images: :func:`~cellkit.quality.issue_types.default_issue_types`;
+#: :func:`~cellkit.quality.issue_types.issue_type_names` lists every registered one).
 ISSUE_TYPES: tuple[str, ...] = default_issue_types()
 
 
@@ -342,10 +343,6 @@ def find_issues(
     }
     params: dict[str, Any] = {"source": ds.source, "random_state": random_state}
     # Imports and default detectors in this thread, before the checks run side by side.
-    if n_jobs > 1 and len(kinds) > 1:
-        from cellkit.corrupt.overlay_families import import_drawing_libraries
-
-        import_drawing_libraries()
     for kind in kinds:
         get_issue_type(kind).prepare(context)
     by_kind: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = {}

@@ -64,7 +64,8 @@ class CrossValidation:
         class_names: the class names.
         fold: each image's test fold (0-based).
         probabilities: ``(n, k)`` out-of-fold class probabilities.
-        accuracies: each fold's test accuracy (that run's own ``metrics.json``).
+        accuracies: each fold's test accuracy (of the probabilities in ``oof.npz``; the same
+            images and model as that run's ``metrics.json``).
         info: the contents of ``cv.json``.
     """
 
@@ -128,10 +129,11 @@ def train_folds(
             recipe's ``time_limit``).
 
     Raises:
-        DataError: unlabelled data, or folds that leave a class out of some training part.
+        DataError: unlabelled data, or a non-empty ``out`` without ``overwrite``.
         TrainingInterrupted: on Ctrl-C (the interrupted fold's folder is kept; no ``cv.json``).
     """
     from cellkit.data import load
+    from cellkit.inference.predict import predict_proba
     from cellkit.train.recipe import Recipe
     from cellkit.train.runner import train
 
@@ -164,12 +166,9 @@ def train_folds(
             print(f"fold {i + 1}/{folds}: training on {split.train.size} images, testing on {split.test.size}")
         result = train(dataset, recipe, out / f"fold-{i + 1}", overwrite=overwrite, quiet=quiet, split=split,
                        time_limit=time_limit)
-        from cellkit.inference.predict import predict_proba
-
         probabilities[split.test] = predict_proba(result.model, dataset.images, split.test)
         fold[split.test] = i
-        accuracies.append(float(result.metrics.get("accuracy", np.mean(
-            np.argmax(probabilities[split.test], axis=1) == labels[split.test]))))
+        accuracies.append(float(np.mean(np.argmax(probabilities[split.test], axis=1) == labels[split.test])))
         models.append(result.model)
         runs.append(f"fold-{i + 1}")
     atomic_save_npz(out / OOF_NPZ, ids=np.asarray(dataset.ids, dtype=str), labels=labels,
