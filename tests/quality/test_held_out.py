@@ -65,8 +65,17 @@ def test_protocol_holds_the_family_out_and_scores_it(images: np.ndarray, monkeyp
         return real_fit(self, x, y)
 
     monkeypatch.setattr(superposition.SuperpositionDetector, "fit", spy)
-    report = held_out_family_protocol(images, families=("text",), storages=("png", "jpeg75"), fraction=0.15, seed=0)
+    fits = []
+    report = held_out_family_protocol(images, families=("text",), storages=("png", "jpeg75"), fraction=0.15, seed=0,
+                                      on_fit=lambda *args: fits.append(args))
     assert seen == [tuple(k for k in OVERLAY_FAMILIES if k != "text")] * 2
+    # on_fit sees each row's stored bench, fitted detector and scores: the row is computed from them
+    assert [(f, s) for f, s, *_ in fits] == [("text", "png"), ("text", "jpeg75")]
+    for (_, storage, bench, det, scores), row in zip(fits, report.rows, strict=True):
+        assert np.array_equal(bench.images, store(make_bench(images, "text", np.random.default_rng(
+            [0, OVERLAY_FAMILIES.index("text")]), fraction=0.15).images, storage))
+        assert np.array_equal(scores, det.score_samples(bench.images))
+        assert row["recall"] == (scores[bench.superposed] < det.threshold_).mean()
     assert [(r["family"], r["storage"]) for r in report.rows] == [("text", "png"), ("text", "jpeg75")]
     for row in report.rows:
         assert row["superposed"] == round(0.15 * len(images))

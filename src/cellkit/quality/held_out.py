@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +187,7 @@ def held_out_family_protocol(
     seed: int = 0,
     detector_params: Mapping[str, Any] | None = None,
     quiet: bool = True,
+    on_fit: Callable[[str, str, Bench, Any, np.ndarray], None] | None = None,
 ) -> HeldOutReport:
     """Run the protocol (module docstring) on clean ``images``; one row per (family, storage).
 
@@ -199,6 +200,9 @@ def held_out_family_protocol(
         seed: seed of the benches; the detector uses ``random_state=seed``.
         detector_params: other :class:`SuperpositionDetector` parameters.
         quiet: no progress bar.
+        on_fit: called after each row as ``on_fit(family, storage, bench, detector, scores)``
+            (the stored bench, the fitted detector, its scores): for probes that study the
+            scores themselves (e.g. ``benchmarks/probes/threshold_rules.py``).
     """
     from cellkit.quality.superposition import SuperpositionDetector
 
@@ -216,7 +220,10 @@ def held_out_family_protocol(
         start = time.perf_counter()
         det = SuperpositionDetector(overlay_kinds=kinds, random_state=seed, **params).fit(stored)
         scores = det.score_samples(stored)
+        stored_bench = Bench(stored, bench.superposed, bench.reused, bench.alpha)
         row = {"family": family, "storage": storage, "fit_seconds": round(time.perf_counter() - start, 1),
-               **score_bench(Bench(stored, bench.superposed, bench.reused, bench.alpha), scores, det.threshold_)}
+               **score_bench(stored_bench, scores, det.threshold_)}
         report.rows.append(row)
+        if on_fit is not None:
+            on_fit(family, storage, stored_bench, det, scores)
     return report

@@ -47,6 +47,7 @@ from cellkit.train.optim import class_weight_vector
 from cellkit.train.phases import build_training_model, fit_phase
 from cellkit.train.pipeline import recipe_batches
 from cellkit.train.precise_bn import PreciseBatchNorm
+from cellkit.train.presets import resolve_recipe
 from cellkit.train.recipe import Recipe
 from cellkit.train.run_dir import COMPLETE, INTERRUPTED, RunDir, TrainResult
 
@@ -63,7 +64,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def train(
     data: Dataset | str | os.PathLike[str],
-    recipe: Recipe | None = None,
+    recipe: Recipe | str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] = "run",
     *,
     overwrite: bool = False,
@@ -77,7 +78,9 @@ def train(
 
     Args:
         data: a labelled :class:`~cellkit.data.Dataset`, or what :func:`cellkit.load` reads.
-        recipe: the recipe (default ``Recipe()``: the baseline CNN from scratch).
+        recipe: the recipe: a :class:`~cellkit.train.Recipe`, a preset name (``"robust"``) or a
+            ``.toml``/``.json`` recipe file, as ``cellkit train --recipe`` takes (default
+            ``Recipe()``: the baseline CNN from scratch).
         out: the run folder.
         overwrite: allow a non-empty ``out`` (the run's files are replaced).
         quiet: no progress bars or messages.
@@ -95,6 +98,8 @@ def train(
         TrainingInterrupted: on Ctrl-C, after writing the artifacts from the best checkpoint.
         DataError, RecipeError: bad data or recipe (before anything is trained).
     """
+    if isinstance(recipe, (str, os.PathLike)):
+        recipe = resolve_recipe(recipe)
     recipe = (recipe or Recipe()).resolved()
     dataset, split = _checked(data, recipe, split)
     weights = class_weight_vector(recipe.class_weight, dataset.labels[split.train], dataset.num_classes)
