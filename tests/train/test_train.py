@@ -418,3 +418,15 @@ def test_cellkit_train_is_callable_after_the_subpackage_is_imported(monkeypatch)
     monkeypatch.setattr(cellkit, "train", package)  # what importing the subpackage binds it to
     monkeypatch.setattr(package, "train", lambda *a, **k: ("trained", a, k))
     assert cellkit.train("data", "recipe", "out", quiet=True) == ("trained", ("data", "recipe", "out"), {"quiet": True})
+
+
+def test_a_recipe_file_or_preset_name_is_accepted_as_the_command_line_accepts_it(tiny, tmp_path) -> None:
+    from cellkit.train import RecipeError
+    from cellkit.train.recipe_io import save_recipe
+
+    recipe = _recipe()
+    result = train(tiny, str(save_recipe(recipe, tmp_path / "mine.toml")), tmp_path / "r", quiet=True)
+    assert result.recipe == recipe.resolved()
+    with pytest.raises(RecipeError, match="unknown recipe preset 'compactt' \\(did you mean 'compact'\\?\\)"):
+        train(tiny, "compactt", tmp_path / "r2", quiet=True)
+    assert not (tmp_path / "r2").exists()
