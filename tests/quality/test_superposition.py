@@ -297,6 +297,48 @@ def test_reused_overlay_search_flags_every_copy_and_remembers_it(sample: Dataset
     assert np.all(search.z_scores(sample.images[100:140]) < search.z_threshold)
 
 
+
+def test_reused_overlay_search_keeps_the_best_copies_of_each_overlay_and_scores_as_with_all(sample: Dataset) -> None:
+    from cellkit.quality._reused_overlays import ReusedOverlaySearch
+
+    rng = np.random.default_rng(4)
+    images = sample.images.copy()
+    picked = rng.choice(len(images), 60, replace=False)
+    groups = (picked[:30], picked[30:])
+    memes = [overlay_bank(family, 1, rng=7) for family in ("cartoon", "text")]
+    for group, meme in zip(groups, memes, strict=True):
+        images[group] = superpose(images[group], np.repeat(meme, len(group), axis=0), rng.uniform(0.25, 0.6, len(group)))
+    search = ReusedOverlaySearch().fit(images)
+    kept = search.templates_
+    assert search.flags_[kept].all()
+    for group in groups:  # top + 1 copies of each overlay, those that match the others best
+        mine = np.intersect1d(kept, group)
+        assert mine.size == search.top + 1
+        flagged = group[search.flags_[group]]
+        assert search.z_[mine].min() >= np.sort(search.z_[flagged])[-(search.top + 1)]
+    # against the kept copies an image scores as against every flagged copy (a subset's best are no
+    # better: never higher), and is flagged or not the same way
+    fresh = np.concatenate([superpose(sample.images[:6], np.repeat(meme, 6, axis=0), 0.3) for meme in memes])
+    untouched = np.setdiff1d(np.arange(len(images)), picked)[:60]  # not the cells under a copy: those match it
+    probe = np.concatenate([fresh, sample.images[untouched]])
+    kept_only = search.z_scores(probe)
+    search.memory_ = _memory_of_every_flagged_copy(search, images)
+    every_copy = search.z_scores(probe)
+    assert np.all(kept_only <= every_copy + 1e-4)
+    found = every_copy > search.z_threshold
+    assert found[6:12].all() and not found[12:].any()  # the caption on new cells; no clean image
+    assert np.array_equal(kept_only > search.z_threshold, found)
+    assert np.all(kept_only[found] >= 0.9 * every_copy[found])
+
+def _memory_of_every_flagged_copy(search, images: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """What ``memory_`` held before the search kept only the best copies: every flagged copy, 8 orientations."""
+    from cellkit.quality._reused_overlays import _unit_rows
+
+    bp = search._vectors(images)[2][search.flags_]
+    views = [np.rot90(v, k, axes=(1, 2)) for v in (bp, bp[:, :, ::-1]) for k in range(4)]
+    mask = search._masks(*bp.shape[1:])[0]
+    return np.concatenate([_unit_rows(v[:, mask]) for v in views])
+
 def test_a_flat_purple_caption_once_missed_scores_below_its_image(detector: SuperpositionDetector,
                                                                    sample: Dataset) -> None:
     """A near-uniform purple caption at alpha 0.69 read as a colour cast to the detector fitted on
