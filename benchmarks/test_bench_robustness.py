@@ -119,7 +119,9 @@ def report(results_dir: Path, hardware: str, full_mode: bool, record_rows) -> It
         f"Mode: {'full' if full_mode else 'quick'}. Regenerate: "
         f"`python -m pytest benchmarks/test_bench_robustness.py{' --full' if full_mode else ''}`.",
         "",
-        "Compact ResNet from scratch on pbc96 (report split: stratified 72/8/20, seed 0); row lite-robust is EfficientNet-Lite0 from ImageNet weights (`benchmarks/recipes/lite-robust.toml`), its corrupted cells predicted without test-time augmentation. Held-out corruption "
+        "Compact ResNet from scratch on pbc96 (report split: stratified 72/8/20, seed 0); row lite-robust is "
+        "EfficientNet-Lite0 from ImageNet weights (`benchmarks/recipes/lite-robust.toml`), its corrupted cells "
+        "predicted without test-time augmentation. Held-out corruption "
         f"families (never simulated by training augmentation): {', '.join(EVALUATION_FAMILIES)}; severities "
         f"1-5, corruption seed 0, on {CORRUPTED_IMAGES} test images (a stratified subset of the test split, "
         "seed 0) for every cell; the models predict with the test-time augmentation their preset saves. "
