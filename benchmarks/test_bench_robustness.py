@@ -244,12 +244,12 @@ _BATCH_ADAPT_ROWS: dict[str, str] = {}
 def _trained(name: str, pbc96_path: Path, trained_run):  # noqa: ANN001, ANN202
     """The kept (or newly trained) run of row ``name``, its test split and the 1,000-image subset."""
     preset, seed, minutes, _, _ = RECIPES[name]
+    recipe = _recipe(preset)
     if name in PLUGIN_ROWS:
-        _skip_without_plugin(name, preset)
+        _skip_without_plugin(name, recipe)
     data = cellkit.load(pbc96_path)
     split = stratified_split(data.labels, val=0.08, test=0.2, seed=0)
-    recipe = _recipe(preset).replace(seed=seed, val=split.val_size, test=split.test_size,
-                                     **RECIPE_CHANGES.get(name, {}))
+    recipe = recipe.replace(seed=seed, val=split.val_size, test=split.test_size, **RECIPE_CHANGES.get(name, {}))
     result = trained_run(name, data, recipe, minutes, split=split)
     test = data.subset(result.split.test)
     cells = stratified_split(test.labels, val=0, test=CORRUPTED_IMAGES, seed=0).test
@@ -268,11 +268,10 @@ def _recipe(preset: str):  # noqa: ANN202
     return load_recipe(BENCH_RECIPES / preset) if preset.endswith(".toml") else load_preset(preset)
 
 
-def _skip_without_plugin(name: str, preset: str) -> None:
+def _skip_without_plugin(name: str, recipe) -> None:  # noqa: ANN001
     from cellkit.zoo import list_backbones, weights_available
     from cellkit.zoo.registry import get_backbone
 
-    recipe = _recipe(preset)
     if recipe.backbone not in list_backbones():
         pytest.skip(f"row {name}: backbone {recipe.backbone!r} comes with a plugin; {PLUGIN_ROWS[name]}")
     if recipe.weights and not weights_available(get_backbone(recipe.backbone), recipe.weights):
