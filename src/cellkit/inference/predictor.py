@@ -49,7 +49,6 @@ import keras
 import numpy as np
 
 from cellkit._io import atomic_writer
-from cellkit._progress import progress
 from cellkit.data import Dataset
 from cellkit.data.dataset import image_batch
 from cellkit.errors import DataError
@@ -234,7 +233,7 @@ def predict_dataset(
         k = predict_proba(model, ds.images[:1]).shape[1]
     names, by_model = _class_names(class_names, saved, ds, k)
     label = None if ds.labels is None else _model_labels(ds, names, by_model)
-    proba = _probabilities(model, ds.images, batch_size, quiet)
+    proba = predict_proba(model, ds.images, batch_size=batch_size, progress_desc="predicting", quiet=quiet)
     top = np.argmax(proba, axis=1) if len(proba) else np.zeros(0, np.int64)
     confidence = proba[np.arange(len(proba)), top] if len(proba) else np.zeros(0, np.float32)
     columns: dict[str, np.ndarray] = {
@@ -280,18 +279,6 @@ def _wrap_tta(model: keras.Model, tta: str | bool | None, ds: Dataset) -> keras.
     from cellkit.inference.tta import with_tta
 
     return with_tta(model, tta)
-
-
-def _probabilities(model: keras.Model, images: np.ndarray, batch_size: int, quiet: bool) -> np.ndarray:
-    """:func:`predict_proba`; with a progress bar (not ``quiet``), one batch per call (the same batches)."""
-    starts = range(0, len(images), batch_size)
-    if quiet or len(starts) <= 1:
-        return predict_proba(model, images, batch_size=batch_size)
-    parts = [
-        predict_proba(model, images, np.arange(s, min(s + batch_size, len(images))), batch_size=batch_size)
-        for s in progress(starts, desc="predicting", total=len(starts), unit="batch", quiet=quiet)
-    ]
-    return np.concatenate(parts)
 
 
 def _class_names(given: Sequence[str] | None, saved: Any, ds: Dataset, k: int) -> tuple[tuple[str, ...], bool]:
