@@ -55,7 +55,7 @@ def test_predict_costs_little_beyond_the_model(benchmark, paired_steps, pbc96_pa
     def candidate() -> None:
         cellkit.predict(model, ds, quality=False, batch_size=256)
 
-    steps = paired_steps(benchmark, candidate, reference, rounds=5 if full_mode else 3)
+    steps = paired_steps(benchmark, candidate, reference, rounds=5)
     rate = len(images) / steps["candidate"]
     start = time.perf_counter()
     with_quality = cellkit.predict(model, ds, quality=True, batch_size=256)
