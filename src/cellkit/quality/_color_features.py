@@ -7,6 +7,7 @@ Public as :mod:`cellkit.quality.color`'s names.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from cellkit.data.dataset import image_batch
@@ -50,28 +51,52 @@ def color_features(images: np.ndarray) -> np.ndarray:
         ((2, 10), True)
     """
     x = image_batch(images)
-    n, h, w, _ = x.shape
-    if n == 0:
+    if x.shape[0] == 0:
         return np.zeros((0, len(COLOR_FEATURE_NAMES)))
+    # Chunks small enough for every temporary to stay in cache.
+    return np.concatenate([_chunk_features(x[s : s + _CHUNK]) for s in range(0, x.shape[0], _CHUNK)])
+
+
+#: Images per chunk of :func:`color_features`.
+_CHUNK = 64
+#: Largest ``R + G + B`` of a 2x2 block sum (4 pixels of 3 channels of 255).
+_MAX_LUM = 4 * 3 * 255
+
+
+def _chunk_features(x: np.ndarray) -> np.ndarray:
+    n, h, w, _ = x.shape
     h2, w2 = h // 2 * 2, w // 2 * 2
-    s = x[:, 0:h2:2, 0:w2:2].astype(np.uint16)
-    s += x[:, 1:h2:2, 0:w2:2]
-    s += x[:, 0:h2:2, 1:w2:2]
-    s += x[:, 1:h2:2, 1:w2:2]
-    s = s.reshape(n, -1, 3)
-    lum = s.sum(axis=2, dtype=np.int32)
-    logs = np.log(s.astype(np.float32) * 0.25 + 1.0)
+    # 2x2 block means, exact in float32 (sums of four integers, times 0.25): OpenCV's area
+    # resize of the chunk stacked as one tall image (h2 even: no block straddles two images).
+    tall = np.ascontiguousarray(x[:, :h2, :w2]).reshape(n * h2, w2, 3).astype(np.float32)
+    block = cv2.resize(tall, (w2 // 2, n * h2 // 2), interpolation=cv2.INTER_AREA)
+    lum = (cv2.transform(block, np.ones((1, 3), np.float32)) * 4).astype(np.int32).reshape(n, -1)
+    logs = np.log(block.reshape(n, -1, 3) + np.float32(1.0))
     chroma = logs[..., :2] - logs[..., 2:]
-    lo, hi = np.quantile(lum, [_DARK_QUANTILE, _BRIGHT_QUANTILE], axis=1, method="lower")
+    lo, hi = _order_statistics(lum, (_DARK_QUANTILE, _BRIGHT_QUANTILE))
     out = []
     for mask in (lum >= hi[:, None], lum <= lo[:, None]):
         wgt = mask.astype(np.float32)
         wgt /= wgt.sum(axis=1, keepdims=True)
-        mean_log = np.einsum("np,npc->nc", wgt, logs)
+        wgt = wgt[:, None, :]
+        mean_log = (wgt @ logs)[:, 0]
         centred = chroma - (mean_log[:, None, :2] - mean_log[:, None, 2:])
-        var = np.einsum("np,npc->nc", wgt, centred * centred)  # two passes: no cancellation
+        var = (wgt @ (centred * centred))[:, 0]  # two passes: no cancellation
         out += [mean_log, np.sqrt(var)]
     return np.concatenate(out, axis=1).astype(np.float64)
+
+
+def _order_statistics(lum: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+    """Per row, ``np.quantile(lum, q, method="lower")`` of integers in ``[0, _MAX_LUM]``, by counting.
+
+    The order statistic of rank ``floor(q (p - 1))``: the smallest value whose cumulative
+    count exceeds the rank (3x faster than ``np.partition`` on 2,304 values a row).
+    """
+    n, p = lum.shape
+    bins = _MAX_LUM + 1
+    counts = np.bincount((lum + (np.arange(n, dtype=np.int32) * bins)[:, None]).ravel(), minlength=n * bins)
+    cumulative = counts.reshape(n, bins).cumsum(axis=1)
+    return [(cumulative <= int(np.floor(q * (p - 1)))).sum(axis=1) for q in quantiles]
 
 
 def background_chroma(features: np.ndarray) -> np.ndarray:

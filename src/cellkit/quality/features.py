@@ -35,7 +35,9 @@ Example:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,8 +59,10 @@ __all__ = [
 
 #: Smallest image side accepted (the pyramid goes down three levels).
 MIN_SIZE = 32
-#: Images per internal chunk: the image index is a ``uint8`` histogram channel, 255 = none.
-_CHUNK = 255
+#: Images per internal chunk: the image index is a ``uint8`` histogram channel (255 = none), so
+#: at most 255; 64 keeps a chunk's float temporaries (about 7 MB) in cache: features 1.5x faster
+#: than chunks of 255 (``benchmarks/test_bench_quality.py``, "where the time goes").
+_CHUNK = 64
 
 N_BANDS = 12
 PYRAMID_LEVELS = 4
@@ -85,8 +89,7 @@ def _chunked(fn, images: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """Apply a per-chunk feature function over chunks of at most :data:`_CHUNK` images."""
     if images.shape[0] == 0:  # the right number of columns, from a dummy image
         return fn(np.zeros((1, *images.shape[1:]), np.uint8))[:0]
-    parts = [fn(images[s : s + _CHUNK]) for s in range(0, images.shape[0], _CHUNK)]
-    return np.concatenate(parts, axis=0)
+    return np.concatenate(map_chunks(fn, images, n_jobs=1), axis=0)
 
 
 @functools.cache
@@ -264,18 +267,13 @@ _OD_LUT = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.
 _PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 
-def _second_moments(planes: np.ndarray, exact: bool = False) -> np.ndarray:
+def _second_moments(planes: np.ndarray) -> np.ndarray:
     """``(n, 3, 3)`` float64: ``sum_p planes[i, c, p] * planes[i, d, p]`` for ``(n, 3, p)`` float32 planes.
 
-    Six row-wise sums of products over contiguous rows: twice as fast as a batched
-    ``(3, p) @ (p, 3)`` matmul, which BLAS runs one tiny product at a time. ``exact``: the
-    products summed in float64 (the order of the pixels, which a flip changes, then does not
-    matter); else ``np.vecdot`` in float32 (about 1e-6 of the sum).
+    Six row-wise ``np.vecdot`` over contiguous rows, in float32 (about 1e-6 of the sum): twice
+    as fast as a batched ``(3, p) @ (p, 3)`` matmul, which BLAS runs one tiny product at a time.
     """
-    if exact:
-        sums = [np.multiply(planes[:, c], planes[:, d]).sum(axis=1, dtype=np.float64) for c, d in _PAIRS]
-    else:
-        sums = [np.vecdot(planes[:, c], planes[:, d]).astype(np.float64) for c, d in _PAIRS]
+    sums = [np.vecdot(planes[:, c], planes[:, d]).astype(np.float64) for c, d in _PAIRS]
     m = np.empty((planes.shape[0], 3, 3), np.float64)
     for k, (c, d) in enumerate(_PAIRS):
         m[:, c, d] = m[:, d, c] = sums[k]
@@ -293,9 +291,12 @@ def _stain_chunk(images: np.ndarray) -> np.ndarray:
     # Channel planes (n, 3, h, w) of optical density: every sum below runs over contiguous rows.
     planes = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)).reshape(n * 3 * h, w)
     od = cv2.LUT(planes, _OD_LUT).reshape(n, 3, h, w)
-    flat = od.reshape(n, 3, h * w)
-    centred = flat - flat.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
-    pixels = _second_moments(centred, exact=True)  # its smallest eigenvalue is a small difference
+    # Pixel covariance accumulated in float64 (its smallest eigenvalue is a small difference, and
+    # a float32 sum would change with the pixel order, which a flip changes).
+    pixels = np.stack([
+        cv2.calcCovarMatrix(plane, None, cv2.COVAR_NORMAL | cv2.COVAR_COLS, cv2.CV_64F)[0]
+        for plane in od.reshape(n, 3, h * w)
+    ])
     gx = np.subtract(od[..., 1:], od[..., :-1]).reshape(n, 3, -1)
     gy = np.subtract(od[:, :, 1:], od[:, :, :-1]).reshape(n, 3, -1)
     edges = _second_moments(gx) + _second_moments(gy)
@@ -316,33 +317,38 @@ def stain_features(images: np.ndarray) -> np.ndarray:
     return _chunked(_stain_chunk, _check(images))
 
 
-def _all_chunk(images: np.ndarray) -> np.ndarray:
+def features_of_chunk(images: np.ndarray) -> np.ndarray:
+    """:func:`superposition_features` of at most :data:`_CHUNK` checked images, in this thread."""
     gray = _gray(images)
     return np.concatenate(
         [_spectral_chunk(images, gray), _edge_chunk(images, gray), _color_chunk(images), _stain_chunk(images)],
         axis=1,
-    )
+    ).astype(np.float32, copy=False)
+
+
+def map_chunks(fn: Callable[[np.ndarray], Any], images: np.ndarray, n_jobs: int = 2) -> list[Any]:
+    """``[fn(chunk) for chunk in images]`` over chunks of :data:`_CHUNK` images, in order, on ``n_jobs`` threads.
+
+    OpenCV, the FFT and NumPy's loops release the GIL, so the threads share the work; a chunk
+    small enough to stay in cache is what makes each thread fast.
+    """
+    chunks = [images[s : s + _CHUNK] for s in range(0, images.shape[0], _CHUNK)]
+    if n_jobs > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            return list(pool.map(fn, chunks))
+    return [fn(c) for c in chunks]
 
 
 def superposition_features(images: np.ndarray, n_jobs: int = 2) -> np.ndarray:
     """All features of the superposition detector, ``(n, len(feature_names()))`` float32.
 
     The concatenation of :func:`spectral_features`, :func:`edge_features`,
-    :func:`color_features` and :func:`stain_features`. Chunks of 255 images run on ``n_jobs`` threads (OpenCV and
-    the FFT release the GIL).
+    :func:`color_features` and :func:`stain_features`, chunk by chunk (:func:`map_chunks`).
     """
     images = _check(images)
-    n = images.shape[0]
-    if n == 0:
+    if images.shape[0] == 0:
         return np.zeros((0, len(feature_names())), np.float32)
-    starts = range(0, n, _CHUNK)
-    chunks = (images[s : s + _CHUNK] for s in starts)
-    if n_jobs > 1 and n > _CHUNK:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            parts = list(pool.map(_all_chunk, chunks))
-    else:
-        parts = [_all_chunk(c) for c in chunks]
-    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+    return np.concatenate(map_chunks(features_of_chunk, images, n_jobs), axis=0)
 
 
 def feature_names() -> list[str]:

@@ -64,7 +64,7 @@ from cellkit.quality._folds import cluster_folds, clusters
 from cellkit.quality._mlp import MLP, sigmoid
 from cellkit.quality._reused_overlays import ReusedOverlaySearch
 from cellkit.quality._superposition_examples import training_features
-from cellkit.quality.features import superposition_features
+from cellkit.quality.features import features_of_chunk, map_chunks, superposition_features
 
 __all__ = ["AUTO_THRESHOLD", "MAX_TRAIN_IMAGES", "TRAINING_STORAGE", "SuperpositionDetector"]
 
@@ -362,4 +362,15 @@ class SuperpositionDetector(IssueDetectorMixin):
             raise ValueError(
                 f"`images` must have the fitted image shape {self.image_shape_}. Received: images.shape={images.shape}"
             )
-        return self.score_features(self._features(images), self.reused_overlays_.z_scores(images))
+        if images.shape[0] == 0:
+            return self.score_features(superposition_features(images), np.zeros(0, np.float32))
+        search = self.reused_overlays_
+
+        def features_and_z(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return features_of_chunk(chunk), search.z_scores(chunk)
+
+        # Both parts of a chunk in the same worker: every core busy, every chunk's data in cache;
+        # the workers are the parallelism, so BLAS (the z-scores' products) gets one thread.
+        with one_blas_thread():
+            parts = map_chunks(features_and_z, images, self.n_jobs)
+        return self.score_features(np.concatenate([f for f, _ in parts]), np.concatenate([z for _, z in parts]))
