@@ -46,9 +46,10 @@ from cellkit.quality.duplicates import hamming_distance
 EVAL_SEED = 2024
 QUICK_N = 2000
 #: End to end, ``cellkit inspect`` must stay this many times faster than CleanVision's
-#: ``find_issues`` on all 14,528 images (measured 2.4x and 2.9x in two runs; the issue's target, 3x, is not met).
+#: ``find_issues`` on all 14,528 images (measured 3.2x and 3.8x in two runs of stop 27, 2.4x and 2.9x
+#: before; the issue's target is 3x: this floor guards against a regression without failing on a noisy run).
 #: Not checked in quick mode: on 2,000 images the fits' fixed cost makes cellkit the slower.
-INSPECT_SPEEDUP_FLOOR = 1.5
+INSPECT_SPEEDUP_FLOOR = 2.5
 
 
 def _prf(flag: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
