@@ -11,7 +11,8 @@ mixing, class weights) are :class:`cellkit.train.pipeline.ArrayBatches`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -66,12 +67,24 @@ def predict_proba(model: keras.Model, images: np.ndarray, indices: Sequence[int]
     if progress_desc is not None and len(starts) > 1:
         starts = progress(starts, desc=progress_desc, total=len(starts), unit="batch", quiet=quiet)
     whole = idx.size == len(images) and bool(np.all(idx == np.arange(len(images))))
+    step = _batch_step(model)
     parts = [
-        np.asarray(model.predict_on_batch(images[s : s + batch_size] if whole else images[idx[s : s + batch_size]]),
-                   dtype=np.float32)
+        np.asarray(step(images[s : s + batch_size] if whole else images[idx[s : s + batch_size]]), dtype=np.float32)
         for s in starts
     ]
     return np.concatenate(parts)
+
+
+def _batch_step(model: keras.Model) -> Callable[[np.ndarray], Any]:
+    """``model.predict_on_batch``, or under a TensorFlow strategy of several replicas ``model.predict`` of the batch.
+
+    ``predict_on_batch`` gives every replica the whole batch and concatenates their outputs
+    (twice the rows on two replicas); ``predict`` splits the batch between them.
+    """
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
+    if int(getattr(strategy, "num_replicas_in_sync", 1) or 1) > 1:
+        return lambda batch: model.predict(batch, batch_size=len(batch), verbose=0)
+    return model.predict_on_batch
 
 
 def check_input_size(model: keras.Model, images: np.ndarray) -> None:
