@@ -297,7 +297,6 @@ def test_reused_overlay_search_flags_every_copy_and_remembers_it(sample: Dataset
     assert np.all(search.z_scores(sample.images[100:140]) < search.z_threshold)
 
 
-
 def test_reused_overlay_search_keeps_the_best_copies_of_each_overlay_and_scores_as_with_all(sample: Dataset) -> None:
     from cellkit.quality._reused_overlays import ReusedOverlaySearch
 

@@ -66,12 +66,8 @@ def predict_proba(model: keras.Model, images: np.ndarray, indices: Sequence[int]
     starts = range(0, idx.size, batch_size)
     if progress_desc is not None and len(starts) > 1:
         starts = progress(starts, desc=progress_desc, total=len(starts), unit="batch", quiet=quiet)
-    whole = idx.size == len(images) and bool(np.all(idx == np.arange(len(images))))
     step = _batch_step(model)
-    parts = [
-        np.asarray(step(images[s : s + batch_size] if whole else images[idx[s : s + batch_size]]), dtype=np.float32)
-        for s in starts
-    ]
+    parts = [np.asarray(step(images[idx[s : s + batch_size]]), dtype=np.float32) for s in starts]
     return np.concatenate(parts)
 
 
