@@ -18,6 +18,7 @@ from cellkit.corrupt import (
     superpose,
 )
 from cellkit.corrupt.overlays import MIN_OVERLAY_STD, cell_overlays, dihedral
+from cellkit.corrupt.superpose import BLEND_MODES, blend_layer
 from cellkit.data import Dataset
 from strategies import seeds
 
@@ -58,6 +59,26 @@ def test_superpose_is_a_rounded_convex_combination(alpha: float, seed: int) -> N
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     assert np.all(out >= lo) and np.all(out <= hi)
     assert np.array_equal(a, a0) and np.array_equal(b, b0)  # inputs untouched
+
+
+@given(seed=seeds(2**16))
+def test_blend_layers_follow_the_editor_formulas(seed: int) -> None:
+    a, b = _random_images(2, 8, seed), _random_images(2, 8, seed + 1)
+    a0, b0 = a.copy(), b.copy()
+    x, y = a.astype(np.float64) / 255, b.astype(np.float64) / 255
+    expected = {"multiply": x * y, "screen": 1 - (1 - x) * (1 - y), "darken": np.minimum(x, y),
+                "lighten": np.maximum(x, y)}
+    assert set(expected) == set(BLEND_MODES)
+    for mode, want in expected.items():
+        got = blend_layer(a, b, mode)
+        assert got.dtype == np.uint8 and np.abs(got - want * 255).max() <= 0.5 + 1e-3, mode
+    assert np.array_equal(blend_layer(a, b, "multiply"), blend_layer(b, a, "multiply"))  # symmetric
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)
+
+
+def test_blend_layer_rejects_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        blend_layer(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4, 3), np.uint8), "dodge")
 
 
 @pytest.mark.parametrize(

@@ -244,6 +244,8 @@ def test_fit_rejects_bad_images(images: object, match: str) -> None:
         ({"hidden_units": 0}, "hidden_units"),
         ({"batch_size": 0}, "batch_size"),
         ({"color_augment": 2.0}, "color_augment"),
+        ({"blend_modes": "multiply"}, "blend_modes"),
+        ({"blend_modes": ("multiply", "dodge")}, "blend_modes"),
     ],
 )
 def test_fit_rejects_bad_params(params: dict, match: str) -> None:
@@ -345,3 +347,23 @@ def test_a_flat_purple_caption_once_missed_scores_below_its_image(detector: Supe
     overlay = overlay_bank("text", 1, rng=171)
     superposed = superpose(sample.images[:1], overlay, 0.6875)
     assert detector.score_samples(superposed)[0] < detector.score_samples(sample.images[:1])[0]
+
+
+def test_blend_modes_mix_half_of_the_synthetic_overlays_through_the_modes(sample: Dataset) -> None:
+    """``blend_modes=("multiply",)``: about half the positives darker than the plain mix, the rest identical."""
+    from cellkit.quality._superposition_examples import training_features
+
+    images = sample.images[:60]
+
+    def positives(modes: tuple[str, ...]) -> np.ndarray:
+        _, x_pos, _ = training_features(images, 200, np.random.default_rng(3), lambda x: x.astype(np.int16),
+                                        alpha=(0.3, 0.6), kinds=("cartoon",), max_drawn=16, jpeg_quality=None,
+                                        color_fraction=0.0, blend_modes=modes)
+        return x_pos
+
+    plain, multiplied = positives(()), positives(("multiply",))
+    changed = np.any(plain != multiplied, axis=(1, 2, 3))
+    assert 0.35 < changed.mean() < 0.65
+    # the multiply layer is never brighter than the overlay itself (rounding aside)
+    assert np.all(multiplied[changed] <= plain[changed] + 1)
+    assert np.array_equal(plain[~changed], multiplied[~changed])

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cellkit.corrupt.color import color_filter, random_filter_gains
-from cellkit.corrupt.superpose import jpeg_roundtrip, random_storage, random_superpositions
+from cellkit.corrupt.superpose import (
+    blend_layer,
+    jpeg_roundtrip,
+    random_storage,
+    random_superpositions,
+    superpose,
+)
 
 __all__ = ["color_augment", "store", "training_features"]
 
@@ -33,17 +39,30 @@ def training_features(
     max_drawn: int,
     jpeg_quality: Quality,
     color_fraction: float,
+    blend_modes: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x_neg, x_pos, base)``: features of the images and of ``n_pos`` superposed copies.
 
     ``base[i]`` is the image that positive ``i`` was made from (each image in turn, in
-    random order).
+    random order). With ``blend_modes``, half of the positives mix in their overlay through
+    one of those editor modes (:func:`~cellkit.corrupt.superpose.blend_layer`) instead of
+    plain transparency.
     """
     n = images.shape[0]
     base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
     synth = random_superpositions(images, n_pos, rng, alpha=alpha, kinds=kinds, base=base, max_drawn=max_drawn)
+    positives = synth.images
+    if blend_modes:
+        positives = positives.copy()
+        mode = rng.integers(0, len(blend_modes), size=n_pos)
+        moded = rng.random(n_pos) < 0.5
+        for m, name in enumerate(blend_modes):
+            sel = np.flatnonzero(moded & (mode == m))
+            if sel.size:
+                cells = images[base[sel]]
+                positives[sel] = superpose(cells, blend_layer(cells, synth.overlays[sel], name), synth.alpha[sel])
     x_neg = features(store(color_augment(images, color_fraction, rng), jpeg_quality, rng))
-    x_pos = features(store(color_augment(synth.images, color_fraction, rng), jpeg_quality, rng))
+    x_pos = features(store(color_augment(positives, color_fraction, rng), jpeg_quality, rng))
     return x_neg, x_pos, base
 
 

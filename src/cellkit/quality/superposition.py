@@ -55,7 +55,7 @@ import numpy as np
 
 from cellkit._random import as_generator
 from cellkit.corrupt.overlays import OVERLAY_FAMILIES
-from cellkit.corrupt.superpose import check_alpha_range, check_kinds
+from cellkit.corrupt.superpose import BLEND_MODES, check_alpha_range, check_kinds
 from cellkit.data.dataset import image_batch
 from cellkit.quality._blas import one_blas_thread
 from cellkit.quality._cross_fit import cross_fit
@@ -113,6 +113,11 @@ class SuperpositionDetector(IssueDetectorMixin):
         color_augment: fraction of the training images (both classes) seen through a
             random colour filter, so that a colour cast (e.g. the blue-filtered images of
             the seed dataset) is no cue for superposition.
+        blend_modes: editor layer modes (:data:`~cellkit.corrupt.superpose.BLEND_MODES`:
+            multiply, screen, darken, lighten) through which half of the synthetic
+            superpositions mix in their overlay instead of plain transparency; ``()`` (the
+            default): plain transparency only. What it changes on blends drawn by a third
+            party: ``docs/results/quality_external_blends.md``.
         hidden_units: width of the hidden layer of the classifier.
         l2: L2 penalty of the classifier's weights, per training sample (the weight
             decay is ``l2 / n_samples``: strong for a few hundred images, light for 10k).
@@ -162,6 +167,7 @@ class SuperpositionDetector(IssueDetectorMixin):
         synthetic_ratio: float = 1.0,
         jpeg_quality: int | Sequence[int | None] | None = TRAINING_STORAGE,
         color_augment: float = 0.1,
+        blend_modes: Sequence[str] = (),
         hidden_units: int = 16,
         l2: float = 10.0,
         max_iter: int = 100,
@@ -180,6 +186,7 @@ class SuperpositionDetector(IssueDetectorMixin):
         self.synthetic_ratio = synthetic_ratio
         self.jpeg_quality = jpeg_quality
         self.color_augment = color_augment
+        self.blend_modes = blend_modes
         self.hidden_units = hidden_units
         self.l2 = l2
         self.max_iter = max_iter
@@ -195,7 +202,8 @@ class SuperpositionDetector(IssueDetectorMixin):
     _FITTED_ATTR = "model_"
     _PARAMS = tuple(
         (
-            "contamination threshold alpha overlay_kinds synthetic_ratio jpeg_quality color_augment hidden_units l2 "
+            "contamination threshold alpha overlay_kinds synthetic_ratio jpeg_quality color_augment blend_modes "
+            "hidden_units l2 "
             "max_iter max_train_images refine_rounds pseudo_logit suspect_logit batch_size n_jobs random_state"
         ).split()
     )
@@ -204,6 +212,11 @@ class SuperpositionDetector(IssueDetectorMixin):
         self._validate_contamination_and_threshold()
         check_alpha_range(self.alpha)
         check_kinds(self.overlay_kinds)
+        modes = self.blend_modes
+        if isinstance(modes, str) or not all(isinstance(m, str) and m in BLEND_MODES for m in modes):
+            raise ValueError(
+                f"`blend_modes` must be a sequence of modes from {tuple(BLEND_MODES)}. Received: blend_modes={modes!r}"
+            )
         for name, low in (
             ("refine_rounds", 0),
             ("hidden_units", 1),
@@ -284,7 +297,7 @@ class SuperpositionDetector(IssueDetectorMixin):
         x_neg, x_pos, base = training_features(
             images, max(int(round(self.synthetic_ratio * n)), 10), rng, self._features, alpha=self.alpha,
             kinds=self.overlay_kinds, max_drawn=MAX_DRAWN_OVERLAYS, jpeg_quality=self.jpeg_quality,
-            color_fraction=self.color_augment,
+            color_fraction=self.color_augment, blend_modes=tuple(self.blend_modes),
         )
 
         # Rounds of cross-fitting (_cross_fit). Round 1 splits by appearance clusters, so that
