@@ -86,6 +86,54 @@ def test_truncated_jpeg_is_refused(tmp_path: Path) -> None:
     assert [r for _, r in ds.problems] == ["truncated or corrupt JPEG (no end-of-image marker)"]
 
 
+@pytest.mark.parametrize("params", [[cv2.IMWRITE_WEBP_QUALITY, 101], [cv2.IMWRITE_WEBP_QUALITY, 80]],
+                         ids=["lossless", "lossy"])
+def test_webp_folders_load_like_png(tmp_path: Path, params: list[int]) -> None:
+    """A class folder of WebP files (lossless: the same pixels; lossy: close) loads like PNG."""
+    source = load("sample").subset(np.arange(0, 480, 60))  # one image per class
+    for image, label, name in zip(source.images, source.labels, source.ids, strict=True):
+        folder = tmp_path / source.class_names[label]
+        folder.mkdir(exist_ok=True)
+        ok, data = cv2.imencode(".webp", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+        assert ok
+        (folder / (Path(name).stem + ".webp")).write_bytes(data.tobytes())
+    ds = load(tmp_path, strict=True)
+    assert len(ds) == 8 and ds.class_names == source.class_names and ds.labels.tolist() == source.labels.tolist()
+    err = np.abs(ds.images.astype(int) - source.images.astype(int))
+    assert err.max() == 0 if params[1] > 100 else err.mean() < 4
+
+
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        # extended (VP8X): canvas 9,000 x 7,001 (24-bit fields store size - 1)
+        (b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0" + (8999).to_bytes(3, "little") + (7000).to_bytes(3, "little"),
+         (7001, 9000)),
+        # lossy (VP8): frame tag, start code 9d 01 2a, 14-bit width and height
+        (b"RIFF\0\0\0\0WEBPVP8 \0\0\0\0\0\0\0\x9d\x01\x2a" + (300).to_bytes(2, "little") + (200).to_bytes(2, "little"),
+         (200, 300)),
+        # lossless (VP8L): signature 0x2f, 14 bits width - 1, 14 bits height - 1
+        (b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f" + ((95) | (63 << 14)).to_bytes(4, "little"), (64, 96)),
+    ],
+    ids=["VP8X", "VP8", "VP8L"],
+)
+def test_webp_header_sizes_are_read_before_decoding(header: bytes, size: tuple[int, int]) -> None:
+    """The declared size is checked against the pixel limit before OpenCV allocates anything."""
+    from cellkit.data._integrity import header_size
+
+    assert header_size(header, "WebP") == size
+
+
+def test_webp_decompression_bomb_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    shutil.copyfile(sorted((sample_path() / "basophil").glob("*.jpg"))[0], tmp_path / "a" / "good.jpg")
+    body = b"VP8X\x0a\0\0\0\0\0\0\0" + (16383).to_bytes(3, "little") + (16383).to_bytes(3, "little")
+    (tmp_path / "a" / "bomb.webp").write_bytes(b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WEBP" + body)
+    with pytest.warns(DataWarning, match="bomb.webp"):
+        ds = load(tmp_path)
+    assert len(ds) == 1 and "decompression bomb" in ds.problems[0][1]
+
+
 def test_empty_class_folder_names_it(tmp_path: Path) -> None:
     _tree(tmp_path)
     (tmp_path / "empty").mkdir()

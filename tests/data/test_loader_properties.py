@@ -28,6 +28,7 @@ JPEG = SAMPLE_JPG.read_bytes()
 _ORIGINAL = cv2.cvtColor(cv2.imdecode(np.frombuffer(JPEG, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 PNG = cv2.imencode(".png", cv2.cvtColor(_ORIGINAL, cv2.COLOR_RGB2BGR))[1].tobytes()
 FEW = settings(max_examples=40, deadline=None)
+WEBP = cv2.imencode(".webp", cv2.cvtColor(_ORIGINAL, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,8 @@ def _assert_reported_or_exact(ds, reason, name: str, original: np.ndarray) -> No
 
 
 @FEW
-@given(prefix=st.sampled_from([b"", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00"]),
-       body=st.binary(max_size=600), ext=st.sampled_from(["jpg", "png", "bmp", "tif"]))
+@given(prefix=st.sampled_from([b"", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", WEBP[:20]]),
+       body=st.binary(max_size=600), ext=st.sampled_from(["jpg", "png", "bmp", "tif", "webp"]))
 def test_random_bytes_are_reported_never_a_traceback(tree, prefix, body, ext):
     ds, reason = _load_with(tree, f"x.{ext}", prefix + body)
     assert reason is not None or len(ds) == 2
@@ -84,6 +85,19 @@ def test_truncated_png_is_reported(tree, cut, iend):
     data = PNG[:cut] + (PNG[-12:] if iend else b"")
     ds, reason = _load_with(tree, "x.png", data)
     _assert_reported_or_exact(ds, reason, "x.png", _ORIGINAL)
+
+
+@FEW
+@given(cut=st.integers(0, len(WEBP) - 1))
+def test_truncated_webp_is_reported(tree, cut):
+    ds, reason = _load_with(tree, "x.webp", WEBP[:cut])
+    _assert_reported_or_exact(ds, reason, "x.webp", _ORIGINAL)
+
+
+def test_lossless_webp_decodes_to_the_exact_pixels(tree):
+    ds, reason = _load_with(tree, "x.webp", WEBP)
+    assert reason is None and len(ds) == 2
+    np.testing.assert_array_equal(ds.images[list(ds.ids).index("a/x.webp")], _ORIGINAL)
 
 
 @FEW

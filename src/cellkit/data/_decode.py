@@ -39,6 +39,8 @@ _MAGIC = {
 
 
 def _format_of(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
     return next((fmt for magic, fmt in _MAGIC.items() if data.startswith(magic)), None)
 
 
@@ -48,6 +50,8 @@ def _is_truncated(data: bytes, fmt: str | None) -> bool:
         return b"\xff\xd9" not in data[-64:]
     if fmt == "PNG":
         return b"IEND" not in data[-16:]
+    if fmt == "WebP":  # the RIFF header declares the file's length
+        return len(data) < 8 + int.from_bytes(data[4:8], "little")
     return False
 
 
@@ -84,7 +88,7 @@ def decode(path: Path, convert: bool, size: tuple[int, int] | None, jpeg_check: 
         return "empty file"
     fmt = _format_of(data)
     if fmt is None:
-        return "not an image (no JPEG, PNG, TIFF or BMP signature)"
+        return "not an image (no JPEG, PNG, WebP, TIFF or BMP signature)"
     if _is_truncated(data, fmt):
         return f"truncated or corrupt {fmt} (no end-of-image marker)"
     img = _decode_checked(data, fmt, jpeg_check)

@@ -20,7 +20,7 @@ from cellkit.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "index_folder"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ _capture_lock = threading.Lock()
 
 
 def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """``(height, width)`` declared by a JPEG, PNG or BMP header; ``None`` if not found."""
+    """``(height, width)`` declared by a JPEG, PNG, WebP or BMP header; ``None`` if not found."""
+    if fmt == "WebP":
+        return _webp_header_size(data)
     if fmt == "PNG":
         if len(data) >= 24 and data[12:16] == b"IHDR":
             w, h = struct.unpack(">II", data[16:24])
@@ -64,6 +66,19 @@ def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
         return None
     if fmt == "JPEG":
         return _jpeg_header_size(data)
+    return None
+
+
+def _webp_header_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas size of the first chunk of a WebP file: extended (VP8X), lossy (VP8) or lossless (VP8L)."""
+    chunk, body = data[12:16], data[20:]
+    if chunk == b"VP8X" and len(body) >= 10:
+        return int.from_bytes(body[7:10], "little") + 1, int.from_bytes(body[4:7], "little") + 1
+    if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        return int.from_bytes(body[8:10], "little") & 0x3FFF, int.from_bytes(body[6:8], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
     return None
 
 

@@ -2,7 +2,7 @@
 
 Layouts
     * **Folder** (the PBC layout): ``ROOT/<class name>/<image>``, images in
-      ``.jpg/.jpeg/.png/.tif/.tiff/.bmp``. Classes are the sub-folders in sorted order
+      ``.jpg/.jpeg/.png/.webp/.tif/.tiff/.bmp``. Classes are the sub-folders in sorted order
       (or ``class_names`` to fix another order). Hidden files are ignored.
     * **Flat folder** (new, unlabelled images): ``ROOT/<image>`` with no sub-folders; the
       dataset has no labels and its ids are the file names. A folder holding both image
