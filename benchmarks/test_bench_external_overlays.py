@@ -14,7 +14,7 @@ a plain colour or a linear gradient with one to three emoji (or one or two icons
 20-100% of the picture's size (the flat cartoons of issue 16's independent bench), blended
 on a real pbc96 cell with ``PIL.Image.blend`` at alpha 0.25-0.6; 10% of the images are
 superposed, half of those in groups of 25 sharing one overlay (a meme reused across a
-dataset). Every image, clean or not, is then written by Pillow as PNG or JPEG (q90, q50)
+dataset). Every image, clean or not, is then written by Pillow as PNG, JPEG (q90, q50) or WebP (q80)
 into a class-folder tree and read back with ``cellkit.load`` as a user's folder would be.
 The detector is cellkit's default (``SuperpositionDetector(random_state=0)``, every one of
 its own families in training), fitted on that folder without labels; scored at its default
@@ -57,7 +57,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 OVERLAYS = Path(os.environ.get("CELLKIT_EXTERNAL_OVERLAYS", REPO / ".cache" / "external-overlays"))
 CORPORA = ("twemoji", "noto", "fontawesome")
-STORAGES = ("png", "jpeg90", "jpeg50")
+STORAGES = ("png", "jpeg90", "jpeg50", "webp80")
 FULL_N = 4000
 SEED = 0
 FRACTION, ALPHA, REUSED_SHARE, REUSED_GROUP = 0.1, (0.25, 0.6), 0.5, 25
@@ -171,8 +171,12 @@ def make_external_bench(cells: np.ndarray, corpus: Corpus, rng: np.random.Genera
 def save_and_load(pictures: list[Image.Image], labels: np.ndarray, class_names: list[str], storage: str,
                   folder: Path) -> np.ndarray:
     """Write every picture with Pillow as ``storage`` into a class-folder tree; ``cellkit.load`` it back."""
-    ext, kwargs = (".png", {"format": "PNG"}) if storage == "png" else (".jpg", {"format": "JPEG",
-                                                                               "quality": int(storage[4:])})
+    if storage == "png":
+        ext, kwargs = ".png", {"format": "PNG"}
+    elif storage.startswith("webp"):
+        ext, kwargs = ".webp", {"format": "WEBP", "quality": int(storage[4:])}
+    else:
+        ext, kwargs = ".jpg", {"format": "JPEG", "quality": int(storage[4:])}
     for name in class_names:
         (folder / name).mkdir(parents=True, exist_ok=True)
     for i, (pic, label) in enumerate(zip(pictures, labels, strict=True)):
@@ -222,7 +226,7 @@ def test_external_overlays(overlays_dir: Path, full_mode: bool, pbc96_path: Path
         "`benchmarks/fetch_external_overlays.sh` (npm registry; evaluation only), on plain or gradient "
         f"backgrounds; {int(FRACTION * 100)}% of the images blended with `PIL.Image.blend` at alpha "
         f"{ALPHA[0]}-{ALPHA[1]}, half of them in groups of {REUSED_GROUP} sharing one overlay; every image written "
-        "by Pillow (PNG, JPEG q90, q50) and read back with `cellkit.load`. Detector: the default "
+        "by Pillow (PNG, JPEG q90, q50, WebP q80: a format cellkit never trains on) and read back with `cellkit.load`. Detector: the default "
         "`SuperpositionDetector(random_state=0)` (all of cellkit's own families in training, none of these "
         "pictures), fitted on each folder without labels; default threshold.",
         f"Hardware: {hardware}. Whole table: {minutes:.1f} min. Command: `python -m pytest "
