@@ -24,7 +24,7 @@ missed) removed from its training, to tell a detector that generalises from one 
 taught the answer. The gap between these rows and the held-out table of ``quality.md``
 (our own families held out) is the finding.
 
-Quick mode: the bundled sample, Twemoji only, PNG and JPEG q90 (loose bounds). ``--full``:
+Quick mode: the bundled sample, Twemoji only, JPEG q90 (loose bounds); multiply for the blends. ``--full``:
 ``FULL_N`` random pbc96 images (the held-out table's draw), every corpus and storage; writes
 ``docs/results/quality_external.md`` and ``quality_external.json``. Skips without the pictures.
 ::
@@ -198,7 +198,7 @@ def test_external_overlays(overlays_dir: Path, full_mode: bool, pbc96_path: Path
     else:
         ds = cellkit.load("sample")
         data = "bundled sample (480 images)"
-        corpora, storages = ("twemoji",), ("png", "jpeg90")
+        corpora, storages = ("twemoji",), ("jpeg90",)
     settings = {"images": len(ds), "fraction": FRACTION, "alpha": list(ALPHA), "reused_share": REUSED_SHARE,
                 "reused_group": REUSED_GROUP, "seed": SEED}
     reports = {variant: HeldOutReport(settings={**settings, "training_families": list(kinds)})
@@ -269,7 +269,7 @@ def test_external_blends_and_alphas(overlays_dir: Path, full_mode: bool, pbc96_p
         rows = BEYOND
     else:
         ds = cellkit.load("sample")
-        rows = BEYOND[:2]
+        rows = BEYOND[1:2]
     corpus = Corpus("twemoji", overlays_dir, ds.images.shape[1])
     detectors = {"default": {}, f"blend_modes={OWN_MODES}": {"blend_modes": OWN_MODES}}
     lines = ["| bench | detector | n | AUROC | precision | recall | F1 | recall reused | recall unique | flagged clean | "
@@ -320,6 +320,8 @@ def test_external_blends_and_alphas(overlays_dir: Path, full_mode: bool, pbc96_p
         ])
         atomic_write_text(results_dir / "quality_external_blends.md", text)
         atomic_write_text(results_dir / "quality_external_blends.json", json.dumps(results, indent=1) + "\n")
-    for row in results:  # a guard, not a target: plain transparency found as well as ever
+    for row in results:  # a guard, not a target: found as well as ever (plain transparency in full mode)
         if row["bench"] == BEYOND[0][0]:
             assert row["auroc"] >= 0.99 and row["recall"] >= 0.9, row
+        elif not full_mode:
+            assert row["auroc"] >= 0.9, row
