@@ -56,7 +56,7 @@ def blend_layer(images: np.ndarray, overlays: np.ndarray, mode: str) -> np.ndarr
         >>> import numpy as np
         >>> cells = np.full((1, 2, 2, 3), 200, np.uint8)
         >>> ink = np.full((1, 2, 2, 3), 51, np.uint8)
-        >>> int(blend_layer(cells, ink, "multiply")[0, 0, 0]), int(blend_layer(cells, ink, "screen")[0, 0, 0])
+        >>> int(blend_layer(cells, ink, "multiply")[0, 0, 0, 0]), int(blend_layer(cells, ink, "screen")[0, 0, 0, 0])
         (40, 211)
     """
     if mode not in BLEND_MODES:
