@@ -78,6 +78,12 @@ def overlays_dir() -> Path:
     return OVERLAYS
 
 
+def bench_cells(pbc96: Path, n: int = FULL_N) -> cellkit.data.Dataset:
+    """``n`` random pbc96 images (seed ``SEED``: the held-out table's draw)."""
+    ds = cellkit.load(pbc96)
+    return ds.subset(np.sort(np.random.default_rng(SEED).choice(len(ds), n, replace=False)))
+
+
 class Corpus:
     """Draws 96x96 overlay pictures from one third-party corpus with Pillow (module docstring)."""
 
@@ -159,13 +165,7 @@ def make_external_bench(cells: np.ndarray, corpus: Corpus, rng: np.random.Genera
             overlay = corpus.draw(rng)
         top = overlay if blend == "alpha" else BLENDS[blend](pictures[i], overlay)
         pictures[i] = Image.blend(pictures[i], top, float(a))
-    superposed = np.zeros(n, bool)
-    superposed[which] = True
-    reused = np.zeros(n, bool)
-    reused[which[:n_reused]] = True
-    alpha = np.full(n, np.nan)
-    alpha[which] = alphas
-    return pictures, Bench(np.empty((0,)), superposed, reused, alpha)
+    return pictures, Bench.of(cells, which, n_reused, alphas)
 
 
 def save_and_load(pictures: list[Image.Image], labels: np.ndarray, class_names: list[str], storage: str,
@@ -191,8 +191,7 @@ def save_and_load(pictures: list[Image.Image], labels: np.ndarray, class_names: 
 def test_external_overlays(overlays_dir: Path, full_mode: bool, pbc96_path: Path, results_dir: Path, hardware: str,
                            tmp_path: Path) -> None:
     if full_mode:
-        ds = cellkit.load(pbc96_path)
-        ds = ds.subset(np.sort(np.random.default_rng(SEED).choice(len(ds), FULL_N, replace=False)))
+        ds = bench_cells(pbc96_path)
         data = f"pbc96, {FULL_N} random images of 14528 (seed {SEED}, the held-out table's draw)"
         corpora, storages = CORPORA, STORAGES
     else:
@@ -264,8 +263,7 @@ def test_external_blends_and_alphas(overlays_dir: Path, full_mode: bool, pbc96_p
                                     hardware: str, tmp_path: Path) -> None:
     """Twemoji on the same cells blended the ways an image editor offers, and at alphas outside the bench's."""
     if full_mode:
-        ds = cellkit.load(pbc96_path)
-        ds = ds.subset(np.sort(np.random.default_rng(SEED).choice(len(ds), FULL_N, replace=False)))
+        ds = bench_cells(pbc96_path)
         rows = BEYOND
     else:
         ds = cellkit.load("sample")

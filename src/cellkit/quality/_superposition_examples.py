@@ -27,6 +27,16 @@ __all__ = ["color_augment", "store", "training_features"]
 
 Quality = int | Sequence[int | None] | None
 
+#: With ``blend_modes``, this share of the positives mixes its overlay in through one of the
+#: modes, at an alpha of at least ``BLEND_MIN_ALPHA`` (up to the detector's highest): a mode at a
+#: low alpha over a flat background is a colour cast, which the negatives carry too (their
+#: colour augmentation), and taught the detector to flag clean images (1.5-2.8% of them with
+#: half the positives moded at any alpha; 0.75-0.89% at 0.25 and >= 0.35, against 0.44-0.92%
+#: without modes; chosen on Twemoji benches, ``benchmarks/probes/blend_modes.py``; what it
+#: costs elsewhere: ``docs/quality.md``).
+BLEND_SHARE = 0.25
+BLEND_MIN_ALPHA = 0.35
+
 
 def training_features(
     images: np.ndarray,
@@ -44,9 +54,9 @@ def training_features(
     """``(x_neg, x_pos, base)``: features of the images and of ``n_pos`` superposed copies.
 
     ``base[i]`` is the image that positive ``i`` was made from (each image in turn, in
-    random order). With ``blend_modes``, half of the positives mix in their overlay through
-    one of those editor modes (:func:`~cellkit.corrupt.superpose.blend_layer`) instead of
-    plain transparency.
+    random order). With ``blend_modes``, :data:`BLEND_SHARE` of the positives mix in their
+    overlay through one of those editor modes (:func:`~cellkit.corrupt.superpose.blend_layer`)
+    instead of plain transparency, at an alpha of at least :data:`BLEND_MIN_ALPHA`.
     """
     n = images.shape[0]
     base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
@@ -55,12 +65,14 @@ def training_features(
     if blend_modes:
         positives = positives.copy()
         mode = rng.integers(0, len(blend_modes), size=n_pos)
-        moded = rng.random(n_pos) < 0.5
+        moded = rng.random(n_pos) < BLEND_SHARE
+        high = max(float(alpha[1]), BLEND_MIN_ALPHA)
+        a = rng.uniform(min(BLEND_MIN_ALPHA, high), high, size=n_pos)
         for m, name in enumerate(blend_modes):
             sel = np.flatnonzero(moded & (mode == m))
             if sel.size:
                 cells = images[base[sel]]
-                positives[sel] = superpose(cells, blend_layer(cells, synth.overlays[sel], name), synth.alpha[sel])
+                positives[sel] = superpose(cells, blend_layer(cells, synth.overlays[sel], name), a[sel])
     x_neg = features(store(color_augment(images, color_fraction, rng), jpeg_quality, rng))
     x_pos = features(store(color_augment(positives, color_fraction, rng), jpeg_quality, rng))
     return x_neg, x_pos, base

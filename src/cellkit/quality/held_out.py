@@ -75,6 +75,19 @@ class Bench:
     reused: np.ndarray
     alpha: np.ndarray
 
+    @classmethod
+    def of(cls, images: np.ndarray, which: np.ndarray, n_reused: int, alpha: np.ndarray) -> Bench:
+        """The bench of ``images`` whose indices ``which`` were superposed at ``alpha`` (the first
+        ``n_reused`` of them with a reused overlay)."""
+        n = len(images)
+        superposed = np.zeros(n, bool)
+        superposed[which] = True
+        reused = np.zeros(n, bool)
+        reused[which[:n_reused]] = True
+        alphas = np.full(n, np.nan)
+        alphas[which] = alpha
+        return cls(images, superposed, reused, alphas)
+
 
 def make_bench(
     images: np.ndarray,
@@ -106,13 +119,7 @@ def make_bench(
         overlays[start : min(start + reused_group, n_reused)] = overlays[start]
     a = rng.uniform(alpha[0], alpha[1], size=k)
     out[which] = superpose(images[which], overlays, a)
-    superposed = np.zeros(n, bool)
-    superposed[which] = True
-    reused = np.zeros(n, bool)
-    reused[which[:n_reused]] = True
-    alphas = np.full(n, np.nan)
-    alphas[which] = a
-    return Bench(out, superposed, reused, alphas)
+    return Bench.of(out, which, n_reused, a)
 
 
 @dataclass

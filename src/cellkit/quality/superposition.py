@@ -114,9 +114,10 @@ class SuperpositionDetector(IssueDetectorMixin):
             random colour filter, so that a colour cast (e.g. the blue-filtered images of
             the seed dataset) is no cue for superposition.
         blend_modes: editor layer modes (:data:`~cellkit.corrupt.superpose.BLEND_MODES`:
-            multiply, screen, darken, lighten) through which half of the synthetic
-            superpositions mix in their overlay instead of plain transparency; ``()`` (the
-            default): plain transparency only. What it changes on blends drawn by a third
+            multiply, screen, darken, lighten) through which a quarter of the synthetic
+            superpositions mix in their overlay instead of plain transparency (at alpha >= 0.35:
+            :mod:`cellkit.quality._superposition_examples`); ``()`` (the default): plain
+            transparency only. What it changes on blends drawn by a third
             party: ``docs/results/quality_external_blends.md``.
         hidden_units: width of the hidden layer of the classifier.
         l2: L2 penalty of the classifier's weights, per training sample (the weight
