@@ -149,6 +149,29 @@ def test_inspect_reports_strength(with_casts, tmp_path, capsys) -> None:
     assert min(float(rows[i]["color_filter_strength"]) for i in cast) >= strength["strong_threshold_percent"]
 
 
+@pytest.mark.parametrize("command", ["inspect", "clean"])
+def test_blend_modes_flag_trains_the_superposition_detector_on_editor_modes(command, corrupted, tmp_path,
+                                                                            monkeypatch) -> None:
+    import cellkit.quality
+    from cellkit.corrupt.superpose import BLEND_MODES
+
+    real, used = cellkit.quality.find_issues, []
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        used.append(kwargs.get("superposition_detector"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cellkit.quality, "find_issues", spy)
+    path, truth, _ = corrupted
+    extra = ["--out", str(tmp_path / "c.npz"), "--dry-run"] if command == "clean" else []
+    assert main([command, str(path), *extra, "--quiet"]) == 0
+    assert main([command, str(path), *extra, "--quiet", "--blend-modes", "--seed", "4"]) == 0
+    assert used[0] is None
+    det = used[1]
+    assert det.blend_modes == tuple(BLEND_MODES) and det.random_state == 4
+    assert ((det.predict(np.load(path)["images"]) == -1) & truth).sum() >= 0.8 * truth.sum()  # fitted, and finds them
+
+
 def test_clean_dry_run_writes_nothing_and_never_overwrites_input(corrupted, tmp_path, capsys) -> None:
     path, _, _ = corrupted
     assert main(["clean", str(path), "--out", str(tmp_path / "x.npz"), "--dry-run", "--remove", "duplicates"]) == 0

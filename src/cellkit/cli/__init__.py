@@ -83,6 +83,26 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings (no progress bars, no report)")
 
 
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--seed`` and ``--blend-modes`` (the quality detectors' options); read with :func:`superposition_detector`."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
+    parser.add_argument(
+        "--blend-modes", action="store_true",
+        help="the superposition detector also learns overlays mixed in by an image editor's layer modes (multiply, "
+        "screen, darken, lighten): finds more of those, flags more clean images (docs/quality.md)",
+    )
+
+
+def superposition_detector(args: argparse.Namespace):  # noqa: ANN201 - a SuperpositionDetector or None
+    """The superposition detector ``--blend-modes`` asks for; ``None``: the default one."""
+    if not args.blend_modes:
+        return None
+    from cellkit.corrupt.superpose import BLEND_MODES
+    from cellkit.quality.superposition import SuperpositionDetector
+
+    return SuperpositionDetector(random_state=args.seed, blend_modes=tuple(BLEND_MODES))
+
+
 def add_tta(parser: argparse.ArgumentParser, what: str) -> None:
     """Add ``--tta VIEWS`` (a :mod:`cellkit.inference.tta` specification; ``what`` says what it does here)."""
     from cellkit.inference import TTA_SPECS

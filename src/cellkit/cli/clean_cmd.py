@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from cellkit._outputs import atomic_file_group
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, check_npz_output, load_dataset
+from cellkit.cli import (
+    EXIT_OK,
+    add_data_arguments,
+    add_detector_arguments,
+    add_quiet,
+    check_npz_output,
+    load_dataset,
+    superposition_detector,
+)
 from cellkit.data import save_npz
 from cellkit.errors import DataError
 from cellkit.quality.issue_types import check_inputs, get_issue_type, issue_type_names
@@ -53,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="reuse the issues found by `cellkit inspect PATH --report DIR` instead of checking again",
     )
     p.add_argument("--dry-run", action="store_true", help="only print what would be removed")
-    p.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
+    add_detector_arguments(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -106,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         report = reuse_report(args.report, dataset, kinds)
     else:
         check_inputs(dataset, kinds)
-        report = find_issues(dataset, issues=kinds, random_state=args.seed, quiet=args.quiet)
+        report = find_issues(dataset, issues=kinds, random_state=args.seed, quiet=args.quiet,
+                             superposition_detector=superposition_detector(args))
     reasons = {kind: report.issue_mask([kind], strong_only=kind not in every) for kind in kinds}
     removed = np.zeros(len(dataset), bool)
     for mask in reasons.values():

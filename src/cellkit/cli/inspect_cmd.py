@@ -13,7 +13,14 @@ import cv2
 import numpy as np
 
 from cellkit._outputs import OutputFolder
-from cellkit.cli import EXIT_OK, add_data_arguments, add_quiet, load_dataset
+from cellkit.cli import (
+    EXIT_OK,
+    add_data_arguments,
+    add_detector_arguments,
+    add_quiet,
+    load_dataset,
+    superposition_detector,
+)
 from cellkit.data import Dataset
 from cellkit.quality.issue_types import check_inputs, issue_type_names
 
@@ -36,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write issues.csv, summary.json and PNG montages of suspicious images; an earlier report in DIR "
         "is replaced whole, a folder holding other files is refused"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the detectors' self-supervision (default 0)")
+    add_detector_arguments(p)
     p.add_argument(
         "--labels-from", type=Path, metavar="CV_DIR",
         help="also find likely label errors (issue type 'label': confident learning, needs cleanlab) from the "
@@ -101,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         for name, count in counts.items():
             print(f"  {name:<{width}}  {count:6d}  ({100 * count / max(1, len(dataset)):.1f}%)")
     print(f"  channel mean (RGB) {stats['channel_mean_rgb']}, std {stats['channel_std_rgb']}")
-    report = find_issues(dataset, random_state=args.seed, quiet=args.quiet, label_probabilities=label_probabilities)
+    report = find_issues(dataset, random_state=args.seed, quiet=args.quiet, label_probabilities=label_probabilities,
+                         superposition_detector=superposition_detector(args))
     print(report)
     if folder is not None:
         with folder.build() as work:
