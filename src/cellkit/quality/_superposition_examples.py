@@ -66,7 +66,7 @@ def training_features(
         positives = positives.copy()
         mode = rng.integers(0, len(blend_modes), size=n_pos)
         moded = rng.random(n_pos) < BLEND_SHARE
-        high = max(float(alpha[1]), BLEND_MIN_ALPHA)
+        high = float(alpha[1])  # within the detector's range: from BLEND_MIN_ALPHA, or its top if lower
         a = rng.uniform(min(BLEND_MIN_ALPHA, high), high, size=n_pos)
         for m, name in enumerate(blend_modes):
             sel = np.flatnonzero(moded & (mode == m))
