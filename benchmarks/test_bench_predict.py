@@ -8,7 +8,7 @@ time of ``model.predict`` on the same array).
 
 Method: the compact model (``compact_resnet``, 8 classes; its weights do not change the
 speed, so a freshly built one, saved to ``.keras`` and loaded back as a user would) predicts
-the pbc96 images (all 14,528 with ``--full``; 2,000 in quick mode) held in memory. Each
+the pbc96 images (all 14,528 with ``--full``; 1,000 in quick mode) held in memory. Each
 round runs ``model.predict(images, batch_size=256)`` (the reference) and, right after it,
 ``cellkit.predict(model, images, quality=False, batch_size=256)``; the ratio is the median
 over rounds of cellkit / reference (:func:`paired_steps`). Also timed once: the quality
@@ -33,7 +33,7 @@ import cellkit
 #: ``model.predict``'s on the same array (asserted).
 TARGET_IMAGES_PER_S = 1000
 MAX_RATIO = 1.15
-QUICK_N = 2000
+QUICK_N = 1000
 
 
 def test_predict_costs_little_beyond_the_model(benchmark, paired_steps, pbc96_path: Path, full_mode: bool,
