@@ -51,20 +51,13 @@ import pytest
 
 from cellkit._io import atomic_write_text
 from cellkit.layers import high_pass_layer
+from cellkit.train.devices import cpu_flags
 
 BATCH, SIZE, CHANNELS = 64, 96, 3
 SLACK = 0.15
 #: Upper bounds on time(layer) / time(Conv2D) before ``SLACK``.
 LAYER_BOUNDS = {"laplacian": 1.0, "sobel": 1.0, "dog": 1.0, "learnable": 2.0}
-def _cpu_has_avx512() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return any(line.startswith("flags") and " avx512f" in line for line in fh)
-    except OSError:
-        return False
-
-
-AVX512 = _cpu_has_avx512()
+AVX512 = "avx512f" in cpu_flags()
 #: The difference of Gaussians under TensorFlow on a CPU (see the module docstring and
 #: ``DOG_TF_NOTE``): 1.6 where the CPU has AVX-512; 2.3 where it has not (measured 1.82x and
 #: 2.12x on a 2-core AMD EPYC without AVX-512 on 2026-12-08, where oneDNN's Conv2D keeps more

@@ -61,9 +61,8 @@ def training_features(
     n = images.shape[0]
     base = np.concatenate([rng.permutation(n) for _ in range(-(-n_pos // n))])[:n_pos]
     synth = random_superpositions(images, n_pos, rng, alpha=alpha, kinds=kinds, base=base, max_drawn=max_drawn)
-    positives = synth.images
+    positives = synth.images  # a new array: the moded positives replace their rows in place
     if blend_modes:
-        positives = positives.copy()
         mode = rng.integers(0, len(blend_modes), size=n_pos)
         moded = rng.random(n_pos) < BLEND_SHARE
         high = float(alpha[1])  # within the detector's range: from BLEND_MIN_ALPHA, or its top if lower

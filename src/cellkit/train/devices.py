@@ -28,7 +28,7 @@ import keras
 from cellkit.errors import CellkitError
 from cellkit.train.recipe import PRECISIONS
 
-__all__ = ["DistributionInfo", "cpu_has_bfloat16", "distribution_scope", "gpu_available", "precision_policy"]
+__all__ = ["DistributionInfo", "cpu_flags", "cpu_has_bfloat16", "distribution_scope", "gpu_available", "precision_policy"]
 
 
 def gpu_available() -> bool:
@@ -44,14 +44,18 @@ def gpu_available() -> bool:
         return False
 
 
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16; read from ``/proc/cpuinfo``)."""
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this CPU from ``/proc/cpuinfo`` (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = {flag for line in fh if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+            return frozenset(flag for line in fh if line.startswith("flags") for flag in line.split(":", 1)[1].split())
     except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+        return frozenset()
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16; :func:`cpu_flags`)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 def _policy_name(precision: str) -> str:
